@@ -1,0 +1,8 @@
+"""snncc: compile ONNX ResNets and CNNs into integrate-and-fire spiking networks."""
+from snncc.errors import DataError, ModelError, SnnccError, SnnFileError, UnsupportedOpError
+from snncc.ir import EdgeKind, Graph, Node, Synapse, verify
+
+__version__ = "0.1.0"
+
+__all__ = ["Graph", "Node", "Synapse", "EdgeKind", "verify", "SnnccError", "ModelError",
+           "UnsupportedOpError", "DataError", "SnnFileError", "__version__"]

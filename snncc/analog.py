@@ -1,0 +1,46 @@
+"""Analog (floating-point, ReLU kept) execution of any IR state.
+
+This is the oracle every pass is checked with: the op-level graph must match
+onnxruntime on the original model, and each pass must preserve the outputs
+(up to the final lambda scale after normalisation).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from snncc import synapses
+from snncc.ir import EdgeKind, Graph
+from snncc.ops import OPS
+
+
+def preprocess(graph: Graph, x: np.ndarray) -> np.ndarray:
+    """Raw channels-last batch -> the input node's value: ``(x*scale - mean)/std``."""
+    p = graph.meta.get("preprocess") or {}
+    y = np.asarray(x, dtype=np.float64) * float(p.get("scale", 1.0))
+    if p.get("mean") is not None:
+        y = y - np.asarray(p["mean"], dtype=np.float64)
+    if p.get("std") is not None:
+        y = y / np.asarray(p["std"], dtype=np.float64)
+    return y
+
+
+def run_analog(graph: Graph, x: np.ndarray, keep: bool = False, raw: bool = True):
+    """Execute the graph on a channels-last batch ``x``.
+
+    ``raw=True`` applies ``graph.meta['preprocess']`` first.  Returns the sink's
+    output, or with ``keep=True`` a dict of every node's output.
+    """
+    v = preprocess(graph, x) if raw else np.asarray(x, dtype=np.float64)
+    vals: dict[str, np.ndarray] = {}
+    for node in graph.nodes():
+        if node.op == "input":
+            vals[node.name] = v
+            continue
+        ins = []
+        for src, d in graph.in_edges(node.name):
+            a = vals[src]
+            if d["kind"] is not EdgeKind.DATA:
+                a = synapses.apply(d["syn"], a)
+            ins.append(a)
+        vals[node.name] = OPS[node.op].forward(node, ins)
+    return vals if keep else vals[graph.output.name]

@@ -1,0 +1,105 @@
+"""Channels-last numpy reference kernels shared by the analog interpreter,
+the synapse registry and the dense runtime reference.
+
+All functions take batches ``(N, H, W, C)`` (or ``(N, F)``) in float64/float32
+and return the same dtype.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def conv_out_hw(h: int, w: int, k: tuple[int, int], stride: tuple[int, int],
+                pads: tuple[int, int, int, int], dilation: tuple[int, int] = (1, 1)) -> tuple[int, int]:
+    kh = (k[0] - 1) * dilation[0] + 1
+    kw = (k[1] - 1) * dilation[1] + 1
+    oh = (h + pads[0] + pads[2] - kh) // stride[0] + 1
+    ow = (w + pads[1] + pads[3] - kw) // stride[1] + 1
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"window {k} does not fit input {h}x{w} with pads {pads}")
+    return oh, ow
+
+
+def pad_hw(x: np.ndarray, pads, value: float = 0.0) -> np.ndarray:
+    t, l, b, r = (int(p) for p in pads)
+    if not (t or l or b or r):
+        return x
+    return np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=value)
+
+
+def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None,
+           stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups: int = 1) -> np.ndarray:
+    """y[n,i,j,co] = b[co] + sum_{kh,kw,ci} xpad[n, i*sh+kh*dh, j*sw+kw*dw, g*Cg+ci] w[kh,kw,ci,co]."""
+    n, h, wd, c = x.shape
+    kh, kw, cg, cout = w.shape
+    if c != cg * groups:
+        raise ValueError(f"conv expects {cg * groups} input channels, got {c}")
+    oh, ow = conv_out_hw(h, wd, (kh, kw), stride, pads, dilation)
+    xp = pad_hw(x, pads)
+    sh, sw = stride
+    dh, dw = dilation
+    out = np.zeros((n, oh, ow, cout), dtype=np.result_type(x, w))
+    og = cout // groups
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[:, i * dh: i * dh + sh * (oh - 1) + 1: sh,
+                       j * dw: j * dw + sw * (ow - 1) + 1: sw, :]
+            if groups == 1:
+                out += patch @ w[i, j]
+            else:
+                for g in range(groups):
+                    out[..., g * og:(g + 1) * og] += patch[..., g * cg:(g + 1) * cg] @ w[i, j, :, g * og:(g + 1) * og]
+    if b is not None:
+        out += b
+    return out
+
+
+def pool2d(x: np.ndarray, kernel, stride, pads, mode: str, count_include_pad: bool = False) -> np.ndarray:
+    """Average or max pooling, channels-last. Max pooling pads with -inf."""
+    n, h, w, c = x.shape
+    kh, kw = kernel
+    oh, ow = conv_out_hw(h, w, kernel, stride, pads)
+    sh, sw = stride
+    if mode == "max":
+        xp = pad_hw(x, pads, value=-np.inf)
+        out = np.full((n, oh, ow, c), -np.inf, dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                out = np.maximum(out, xp[:, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw, :])
+        return out
+    xp = pad_hw(x, pads)
+    out = np.zeros((n, oh, ow, c), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out += xp[:, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw, :]
+    if count_include_pad or not any(pads):
+        return out / (kh * kw)
+    ones = pad_hw(np.ones((1, h, w, 1), dtype=x.dtype), pads)
+    cnt = np.zeros((1, oh, ow, 1), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cnt += ones[:, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw, :]
+    return out / cnt
+
+
+def avgpool_divisor(h: int, w: int, kernel, stride, pads, count_include_pad: bool) -> np.ndarray:
+    """Per-output-position divisor (OH, OW) of an average pool."""
+    kh, kw = kernel
+    oh, ow = conv_out_hw(h, w, kernel, stride, pads)
+    if count_include_pad or not any(pads):
+        return np.full((oh, ow), float(kh * kw))
+    ones = pad_hw(np.ones((1, h, w, 1)), pads)
+    cnt = np.zeros((oh, ow))
+    sh, sw = stride
+    for i in range(kh):
+        for j in range(kw):
+            cnt += ones[0, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw, 0]
+    return cnt
+
+
+def subsample_pad(x: np.ndarray, stride, offset, cpad) -> np.ndarray:
+    """Option-A shortcut: ``x[:, off_h::sh, off_w::sw, :]`` then zero-pad channels by ``cpad=(before, after)``."""
+    y = x[:, offset[0]::stride[0], offset[1]::stride[1], :]
+    if cpad[0] or cpad[1]:
+        y = np.pad(y, ((0, 0), (0, 0), (0, 0), (int(cpad[0]), int(cpad[1]))))
+    return y

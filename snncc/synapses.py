@@ -1,0 +1,175 @@
+"""Registry of synapse operators carried by SYNAPSE/SHORTCUT edges.
+
+Each operator is a linear map ``S`` from a source population (channels-last) to a
+target population, defined by :class:`SynapseDef`:
+
+* ``out_shape(syn, src_shape)`` -- per-sample target shape;
+* ``forward(syn, x)`` -- ``S(x)`` on a batch, the analog (ANN) semantics;
+* ``rescale(syn, a_in, b_out, src_shape)`` -- in place, so that afterwards
+  ``S'(x) = b_out * S(a_in * x)`` with per-channel vectors ``a_in`` (source
+  channels) and ``b_out`` (target channels).  This is the only way passes
+  change weights for normalisation (Eq. 4-6) and compensation (Eq. 14);
+* ``fan_in(syn, src_shape)`` -- synapses per target neuron (for `inspect`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from snncc import nn
+from snncc.ir import Synapse
+
+
+@dataclass(frozen=True)
+class SynapseDef:
+    out_shape: Callable
+    forward: Callable
+    rescale: Callable
+    fan_in: Callable
+
+
+SYNAPSES: dict[str, SynapseDef] = {}
+
+
+def register(name: str, **fns) -> None:
+    SYNAPSES[name] = SynapseDef(**fns)
+
+
+def _t2(v):
+    return tuple(int(i) for i in v)
+
+
+# -- conv --------------------------------------------------------------------
+def _conv_shape(syn: Synapse, s):
+    w = syn.params["weight"]
+    g = int(syn.attrs.get("groups", 1))
+    if len(s) != 3 or s[2] != w.shape[2] * g:
+        raise ValueError(f"conv synapse expects (H, W, {w.shape[2] * g}) input, got {s}")
+    oh, ow = nn.conv_out_hw(s[0], s[1], w.shape[:2], _t2(syn.attrs.get("stride", (1, 1))),
+                            _t2(syn.attrs.get("pads", (0, 0, 0, 0))), _t2(syn.attrs.get("dilation", (1, 1))))
+    return (oh, ow, w.shape[3])
+
+
+def _conv_fwd(syn: Synapse, x):
+    return nn.conv2d(x, syn.params["weight"], None, _t2(syn.attrs.get("stride", (1, 1))),
+                     _t2(syn.attrs.get("pads", (0, 0, 0, 0))), _t2(syn.attrs.get("dilation", (1, 1))),
+                     int(syn.attrs.get("groups", 1)))
+
+
+def _conv_rescale(syn: Synapse, a_in, b_out, src_shape):
+    w = syn.params["weight"]
+    g = int(syn.attrs.get("groups", 1))
+    cg, cout = w.shape[2], w.shape[3]
+    og = cout // g
+    a_in = np.broadcast_to(np.asarray(a_in, dtype=np.float64), (cg * g,))
+    b_out = np.broadcast_to(np.asarray(b_out, dtype=np.float64), (cout,))
+    # a[g*cg+ci] for each output channel's group
+    a_mat = np.stack([a_in[(co // og) * cg:(co // og) * cg + cg] for co in range(cout)], axis=1)  # (cg, cout)
+    syn.params["weight"] = (w * a_mat[None, None] * b_out).astype(w.dtype)
+
+
+def _conv_fanin(syn, s):
+    w = syn.params["weight"]
+    return int(w.shape[0] * w.shape[1] * w.shape[2])
+
+
+register("conv", out_shape=_conv_shape, forward=_conv_fwd, rescale=_conv_rescale, fan_in=_conv_fanin)
+
+
+# -- dense -------------------------------------------------------------------
+def _dense_shape(syn, s):
+    w = syn.params["weight"]
+    if int(np.prod(s)) != w.shape[0]:
+        raise ValueError(f"dense synapse expects {w.shape[0]} inputs, source has shape {s}")
+    return (w.shape[1],)
+
+
+def _dense_fwd(syn, x):
+    return x.reshape(x.shape[0], -1) @ syn.params["weight"]
+
+
+def _dense_rescale(syn, a_in, b_out, src_shape):
+    w = syn.params["weight"]
+    c = int(src_shape[-1])
+    a_in = np.broadcast_to(np.asarray(a_in, dtype=np.float64), (c,))
+    a_feat = np.tile(a_in, w.shape[0] // c)          # channels-last flatten: channel = f % C
+    b_out = np.broadcast_to(np.asarray(b_out, dtype=np.float64), (w.shape[1],))
+    syn.params["weight"] = (w * a_feat[:, None] * b_out[None, :]).astype(w.dtype)
+
+
+register("dense", out_shape=_dense_shape, forward=_dense_fwd, rescale=_dense_rescale,
+         fan_in=lambda syn, s: int(syn.params["weight"].shape[0]))
+
+
+# -- per-channel scaled maps (avgpool, identity, subsample_pad) ---------------
+def _scale_rescale_same(syn, a_in, b_out, src_shape):
+    c = int(src_shape[-1])
+    sc = syn.params["scale"]
+    syn.params["scale"] = (sc * np.broadcast_to(a_in, (c,)) * np.broadcast_to(b_out, (c,))).astype(sc.dtype)
+
+
+def _avg_shape(syn, s):
+    if len(s) != 3 or syn.params["scale"].shape != (s[2],):
+        raise ValueError(f"avgpool synapse with {syn.params['scale'].shape[0]} channels got input {s}")
+    oh, ow = nn.conv_out_hw(s[0], s[1], _t2(syn.attrs["kernel"]), _t2(syn.attrs["stride"]), _t2(syn.attrs["pads"]))
+    return (oh, ow, s[2])
+
+
+def _avg_fwd(syn, x):
+    y = nn.pool2d(x, _t2(syn.attrs["kernel"]), _t2(syn.attrs["stride"]), _t2(syn.attrs["pads"]),
+                  "avg", bool(syn.attrs.get("count_include_pad", False)))
+    return y * syn.params["scale"]
+
+
+register("avgpool", out_shape=_avg_shape, forward=_avg_fwd, rescale=_scale_rescale_same,
+         fan_in=lambda syn, s: int(np.prod(syn.attrs["kernel"])))
+
+
+def _id_shape(syn, s):
+    if syn.params["scale"].shape != (s[-1],):
+        raise ValueError(f"identity synapse with {syn.params['scale'].shape[0]} channels got input {s}")
+    return tuple(s)
+
+
+register("identity", out_shape=_id_shape, forward=lambda syn, x: x * syn.params["scale"],
+         rescale=_scale_rescale_same, fan_in=lambda syn, s: 1)
+
+
+def _sp_shape(syn, s):
+    st, off, cp = _t2(syn.attrs["stride"]), _t2(syn.attrs.get("offset", (0, 0))), _t2(syn.attrs["cpad"])
+    if len(s) != 3:
+        raise ValueError(f"subsample_pad needs a (H, W, C) source, got {s}")
+    oh = -(-(s[0] - off[0]) // st[0])
+    ow = -(-(s[1] - off[1]) // st[1])
+    c = s[2] + cp[0] + cp[1]
+    if syn.params["scale"].shape != (c,):
+        raise ValueError(f"subsample_pad scale has {syn.params['scale'].shape[0]} channels, expected {c}")
+    return (oh, ow, c)
+
+
+def _sp_fwd(syn, x):
+    return nn.subsample_pad(x, _t2(syn.attrs["stride"]), _t2(syn.attrs.get("offset", (0, 0))),
+                            _t2(syn.attrs["cpad"])) * syn.params["scale"]
+
+
+def _sp_rescale(syn, a_in, b_out, src_shape):
+    cp = _t2(syn.attrs["cpad"])
+    c = int(src_shape[-1])
+    a_out = np.zeros(c + cp[0] + cp[1])
+    a_out[cp[0]:cp[0] + c] = np.broadcast_to(a_in, (c,))
+    sc = syn.params["scale"]
+    syn.params["scale"] = (sc * a_out * np.broadcast_to(b_out, sc.shape)).astype(sc.dtype)
+
+
+register("subsample_pad", out_shape=_sp_shape, forward=_sp_fwd, rescale=_sp_rescale, fan_in=lambda syn, s: 1)
+
+
+def apply(syn: Synapse, x: np.ndarray) -> np.ndarray:
+    return SYNAPSES[syn.op].forward(syn, x)
+
+
+def rescale(syn: Synapse, a_in, b_out, src_shape) -> None:
+    SYNAPSES[syn.op].rescale(syn, np.asarray(a_in, dtype=np.float64), np.asarray(b_out, dtype=np.float64),
+                             tuple(src_shape))
