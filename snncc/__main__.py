@@ -1,0 +1,5 @@
+import sys
+
+from snncc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,216 @@
+"""Public Python API, mirroring the CLI.
+
+>>> import snncc
+>>> net = snncc.convert("model.onnx", "calib.npz", input_scale=1/255,
+...                     mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+>>> net.save("model.snn")
+>>> net = snncc.load("model.snn")
+>>> res = net.run(x_test, timesteps=256)          # raw images, model's own layout
+>>> res.predictions[:, -1]                         # class at the last step
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from snncc import data as _data
+from snncc import snnfile
+from snncc.errors import DataError, SnnccError
+from snncc.ir import Graph
+
+#: conversion presets; explicit arguments override them
+PRESETS: dict[str, dict[str, Any]] = {
+    # exactly the paper: layer-wise 99.9th-percentile lambda, shortcut lambda (Eq. 6),
+    # membranes start at 0, compensation factor searched on calibration data (Eq. 12-14)
+    "paper": dict(percentile=99.9, channel_wise=False, shortcut_norm=True, init_membrane=0.0,
+                  compensate="auto"),
+    # the most accurate post-training conversion snncc can show (docs/results.md)
+    "best": dict(percentile=99.9, channel_wise=True, shortcut_norm=True, init_membrane=0.5,
+                 compensate="none"),
+}
+
+
+@dataclass
+class ConvertOptions:
+    input_scale: float = 1.0
+    mean: Sequence[float] | None = None
+    std: Sequence[float] | None = None
+    percentile: float = 99.9
+    channel_wise: bool = True
+    shortcut_norm: bool = True
+    init_membrane: float = 0.5
+    compensate: str | float = "none"
+    preset: str = "best"
+    calib_limit: int | None = None
+    batch_size: int = 64
+    extra: dict = field(default_factory=dict)
+
+
+def resolve_options(preset: str = "best", **overrides) -> ConvertOptions:
+    """Preset values, then every override that is not None."""
+    if preset not in PRESETS:
+        raise SnnccError(f"unknown preset {preset!r}", f"use one of {', '.join(PRESETS)}")
+    vals = dict(PRESETS[preset])
+    vals.update({k: v for k, v in overrides.items() if v is not None})
+    opts = ConvertOptions(preset=preset, **vals)
+    if not (0 < opts.percentile <= 100):
+        raise SnnccError(f"percentile must be in (0, 100], got {opts.percentile}", "e.g. --percentile 99.9")
+    if not (0.0 <= opts.init_membrane < 1.0):
+        raise SnnccError(f"initial membrane must be in [0, 1) of threshold, got {opts.init_membrane}",
+                         "e.g. --init-membrane 0.5")
+    if opts.input_scale <= 0 or not np.isfinite(opts.input_scale):
+        raise SnnccError(f"input scale must be a positive number, got {opts.input_scale}", "e.g. --input-scale 0.0039")
+    if opts.std is not None and any(s <= 0 for s in opts.std):
+        raise SnnccError("every --std value must be positive", "e.g. --std 0.229,0.224,0.225")
+    if isinstance(opts.compensate, str) and opts.compensate not in ("none", "auto"):
+        try:
+            opts.compensate = float(opts.compensate)
+        except ValueError:
+            raise SnnccError(f"--compensate takes none, auto or a number, got {opts.compensate!r}",
+                             "e.g. --compensate auto or --compensate 1.05") from None
+    if isinstance(opts.compensate, float) and opts.compensate <= 0:
+        raise SnnccError(f"compensation factor must be positive, got {opts.compensate}", "e.g. --compensate 1.05")
+    return opts
+
+
+class SpikingNetwork:
+    """A converted spiking network: the spiking-level :class:`Graph` plus its runtime."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self._net = None
+
+    # -- file -------------------------------------------------------------
+    def save(self, path: str) -> None:
+        """Write the ``.snn`` file atomically."""
+        snnfile.save(self.graph, path)
+
+    # -- properties ---------------------------------------------------------
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Per-sample input shape, channels-last ``(H, W, C)``."""
+        return tuple(self.graph.input.shape)
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.graph.output.shape[-1])
+
+    def prepare(self, x: np.ndarray, what: str = "data", log: Callable | None = None) -> np.ndarray:
+        """Raw images in either layout -> channels-last float32, checked."""
+        return _data.to_channels_last(np.asarray(x), self.input_shape,
+                                      self.graph.meta.get("input_layout", "NCHW"), what, log)
+
+    # -- running --------------------------------------------------------------
+    @property
+    def runtime(self):
+        if self._net is None:
+            from snncc.runtime.network import Network
+            self._net = Network(self.graph)
+        return self._net
+
+    def run(self, x: np.ndarray, timesteps: int, **kw):
+        """Simulate raw images ``x`` (model's own layout or channels-last) for ``timesteps`` steps.
+
+        Keyword arguments go to :meth:`snncc.runtime.network.Network.run`
+        (``labels``, ``early_exit``, ``threads``, ``batch_size``, ``callback``,
+        ``progress``, ``record``).  Returns its ``RunResult``.
+        """
+        if not isinstance(timesteps, (int, np.integer)) or timesteps <= 0:
+            raise DataError(f"timesteps must be a positive integer, got {timesteps!r}", "e.g. -T 256")
+        return self.runtime.run(self.prepare(x), int(timesteps), **kw)
+
+    def analog(self, x: np.ndarray) -> np.ndarray:
+        """The normalised ANN view (ReLU kept) of the network: logits / lambda_out."""
+        from snncc.analog import run_analog
+        return run_analog(self.graph, self.prepare(x))
+
+    def __repr__(self) -> str:
+        pops = [n for n in self.graph.populations() if n.op != "input"]
+        return f"SpikingNetwork({len(pops)} populations, input {self.input_shape}, {self.n_classes} classes)"
+
+
+def _model_hash(model) -> str:
+    import onnx
+    if isinstance(model, (str, os.PathLike)):
+        h = hashlib.sha256()
+        with open(model, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+    if isinstance(model, onnx.ModelProto):
+        return hashlib.sha256(model.SerializeToString()).hexdigest()
+    return hashlib.sha256(bytes(model)).hexdigest()
+
+
+def convert(model, calib, *, preset: str = "best", input_scale: float | None = None,
+            mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+            percentile: float | None = None, channel_wise: bool | None = None,
+            shortcut_norm: bool | None = None, init_membrane: float | None = None,
+            compensate: str | float | None = None, calib_limit: int | None = None,
+            batch_size: int | None = None, verify: bool = False, dump_ir: str | None = None,
+            progress: bool = True, log: Callable[[str], None] | None = None) -> SpikingNetwork:
+    """Convert an ONNX model (path, bytes or ``onnx.ModelProto``) into a :class:`SpikingNetwork`.
+
+    ``calib`` is a path to ``.npz``/``.npy`` calibration images or an array.
+    Preprocessing ``(x * input_scale - mean) / std`` is stored in the network and
+    re-applied to raw data at run time.  See ``snncc --help`` for every option.
+    """
+    from snncc import __version__
+    from snncc.frontend import import_onnx
+    from snncc.passes import PassContext, run_pipeline
+
+    log = log or (lambda s: None)
+    t0 = time.time()
+    opts = resolve_options(preset, input_scale=input_scale, mean=mean, std=std, percentile=percentile,
+                           channel_wise=channel_wise, shortcut_norm=shortcut_norm, init_membrane=init_membrane,
+                           compensate=compensate, calib_limit=calib_limit, batch_size=batch_size)
+    graph = import_onnx(model)
+    ops_before = sum(1 for _ in graph.nodes())
+    hwc = tuple(graph.input.shape)
+    c = hwc[-1]
+    for name, v in (("mean", opts.mean), ("std", opts.std)):
+        if v is not None and len(v) not in (1, c):
+            raise SnnccError(f"--{name} has {len(v)} values but the model input has {c} channels",
+                             f"give 1 or {c} comma-separated values")
+    graph.meta["preprocess"] = {"scale": float(opts.input_scale),
+                                "mean": None if opts.mean is None else [float(m) for m in opts.mean],
+                                "std": None if opts.std is None else [float(s) for s in opts.std]}
+
+    if isinstance(calib, (str, os.PathLike)):
+        cx, cy = _data.load_arrays(str(calib), "calibration data")
+    else:
+        cx, cy = np.asarray(calib), None
+    cx, cy = _data.subset(cx, cy, opts.calib_limit)
+    cx = _data.to_channels_last(cx, hwc, graph.meta.get("input_layout", "NCHW"), "calibration data", log)
+
+    zeta = opts.compensate if isinstance(opts.compensate, float) else None
+    ctx = PassContext(calib=cx, percentile=opts.percentile, channel_wise=opts.channel_wise,
+                      shortcut_norm=opts.shortcut_norm, init_membrane=opts.init_membrane, zeta=zeta,
+                      batch_size=opts.batch_size, progress=progress, log=log)
+    graph = run_pipeline(graph, ctx, verify=verify, dump_ir=dump_ir)
+    graph.meta["init_membrane"] = float(opts.init_membrane)
+    net = SpikingNetwork(graph)
+    if opts.compensate == "auto":
+        from snncc.compensation import search_zeta
+        search_zeta(net, cx, cy, log=log, progress=progress)
+    graph.meta["provenance"] = {
+        "source_sha256": _model_hash(model) if not isinstance(model, (str, os.PathLike))
+        or os.path.exists(model) else None,
+        "source_name": os.path.basename(str(model)) if isinstance(model, (str, os.PathLike)) else None,
+        "options": {k: v for k, v in vars(opts).items() if k != "extra"},
+        "calibration_images": int(cx.shape[0]),
+        "snncc_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    graph.meta["summary"] = {"ops_before": ops_before, "seconds": round(time.time() - t0, 2)}
+    return net
+
+
+def load(path: str) -> SpikingNetwork:
+    """Read a ``.snn`` file (no code is executed; corrupt files raise :class:`SnnFileError`)."""
+    return SpikingNetwork(snnfile.load(str(path)))

@@ -1,0 +1,214 @@
+"""Command line: ``snncc [convert] MODEL.onnx -o OUT.snn``, ``snncc inspect``, ``snncc eval``.
+
+Every user error prints one line ``snncc: error: <problem> (fix: <hint>)`` on
+stderr and exits with status 2; no traceback (``SNNCC_DEBUG=1`` shows one).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from snncc.errors import SnnccError
+
+SUBCOMMANDS = ("convert", "inspect", "eval")
+
+
+def _floats(s: str) -> list[float]:
+    try:
+        return [float(v) for v in s.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        sys.stderr.write(f"snncc: error: {message} (fix: see `{self.prog} --help`)\n")
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="snncc", description="Compile an ONNX ResNet/CNN into an integrate-and-fire spiking network.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    c = sub.add_parser("convert", help="ONNX -> .snn (default command)",
+                       description="Convert MODEL.onnx into a spiking network file.")
+    c.add_argument("model", help="ONNX model file (external-data weights beside it are found automatically)")
+    c.add_argument("-o", "--output", required=True, help="output .snn file (written atomically)")
+    c.add_argument("--calib", required=True, help="calibration images: .npz with x (and y) or .npy")
+    c.add_argument("--calib-limit", type=_positive_int, help="use a seeded random subset of N calibration images")
+    c.add_argument("--input-scale", type=float, help="multiply raw input by S first (e.g. 1/255)")
+    c.add_argument("--mean", type=_floats, help="per-channel mean subtracted after scaling, e.g. 0.485,0.456,0.406")
+    c.add_argument("--std", type=_floats, help="per-channel std divided by after the mean")
+    c.add_argument("--percentile", type=float, help="activation percentile for lambda (99.9, 99.99; 100 = max)")
+    c.add_argument("--no-shortcut-norm", dest="shortcut_norm", action="store_const", const=False,
+                   help="leave shortcut weights at 1 (the paper's Table 2 baseline)")
+    c.add_argument("--compensate", help="none | auto | ZETA: propagation-error compensation (Eq. 12-14)")
+    c.add_argument("--preset", default="best", choices=["paper", "best"],
+                   help="paper: exactly Hu et al.; best (default): channel-wise lambda, half-threshold start")
+    cw = c.add_mutually_exclusive_group()
+    cw.add_argument("--channel-wise", dest="channel_wise", action="store_const", const=True,
+                    help="per-channel lambda (a diagonal scale on every edge)")
+    cw.add_argument("--layer-wise", dest="channel_wise", action="store_const", const=False,
+                    help="one lambda per layer, as in the paper")
+    c.add_argument("--init-membrane", type=float, help="initial membrane potential as a fraction of threshold")
+    c.add_argument("--batch-size", type=_positive_int, help="images per profiling batch (default 64)")
+    c.add_argument("--verify", action="store_true", help="check the IR invariants after every pass")
+    c.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+
+    i = sub.add_parser("inspect", help="print the layers of a .snn file")
+    i.add_argument("file")
+
+    e = sub.add_parser("eval", help="simulate a .snn on labelled data")
+    e.add_argument("file", help=".snn file")
+    e.add_argument("--data", required=True, help=".npz with x and y (test images and labels)")
+    e.add_argument("-T", "--timesteps", type=_positive_int, required=True, help="time steps to simulate")
+    e.add_argument("--limit", type=_positive_int, help="seeded random subset of N images")
+    e.add_argument("--threads", type=_positive_int, help="worker threads (default: all cores)")
+    e.add_argument("--batch-size", type=_positive_int, default=64, help="images per runtime batch")
+    e.add_argument("--early-exit", action="store_true", help="stop an image once its answer is certain")
+    e.add_argument("--ann", help="the source ONNX model, to report the ANN's accuracy on the same images")
+    e.add_argument("--json", help="write the results as JSON")
+    e.add_argument("--plot", help="write accuracy-vs-time and per-layer plots (PNG)")
+    e.add_argument("--pj-per-flop", type=float, default=12.5, help="ANN energy per FLOP in pJ (paper: 12.5)")
+    e.add_argument("--fj-per-sop", type=float, default=77.0, help="SNN energy per SOP in fJ (paper: 77)")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _console():
+    from rich.console import Console
+    return Console(stderr=False, highlight=False)
+
+
+def cmd_convert(a) -> int:
+    import time
+
+    from snncc import api, snnfile
+    if not os.path.exists(a.model):
+        raise SnnccError(f"model file {a.model!r} not found", "check the path to the .onnx file")
+    snnfile.check_writable(a.output)
+    con = _console()
+    log = (lambda s: None) if a.quiet else (lambda s: con.print(f"[dim]snncc:[/dim] {s}"))
+    t0 = time.time()
+    net = api.convert(a.model, a.calib, preset=a.preset, input_scale=a.input_scale, mean=a.mean, std=a.std,
+                      percentile=a.percentile, channel_wise=a.channel_wise, shortcut_norm=a.shortcut_norm,
+                      init_membrane=a.init_membrane, compensate=a.compensate, calib_limit=a.calib_limit,
+                      batch_size=a.batch_size, verify=a.verify, dump_ir=a.dump_ir, progress=not a.quiet,
+                      log=log)
+    net.save(a.output)
+    if not a.quiet:
+        _print_summary(con, net, a.output, time.time() - t0)
+    return 0
+
+
+def _lambda_range(meta) -> tuple[float, float]:
+    vals = []
+    for v in (meta.get("lambda") or {}).values():
+        vals.extend(np.ravel(np.asarray(v, dtype=float)).tolist())
+    vals = [v for v in vals if v > 0]
+    return (min(vals), max(vals)) if vals else (float("nan"), float("nan"))
+
+
+def _print_summary(con, net, out: str, seconds: float) -> None:
+    g = net.graph
+    pops = g.populations()
+    neurons = [p for p in pops if p.op == "neuron"]
+    lo, hi = _lambda_range(g.meta)
+    m = g.meta
+    zeta = m.get("zeta", 1.0) or 1.0
+    con.print(f"[bold green]wrote[/bold green] {out}: {m.get('summary', {}).get('ops_before', '?')} IR ops -> "
+              f"{len(pops)} populations ({len(neurons)} IF neuron layers, "
+              f"{sum(int(np.prod(p.shape)) for p in neurons):,} neurons), "
+              f"{g.nx.number_of_edges()} synapse edges")
+    con.print(f"  lambda {lo:.4g} .. {hi:.4g} ({'channel' if m.get('channel_wise') else 'layer'}-wise, "
+              f"p{m.get('percentile')}), shortcut norm {'on' if m.get('shortcut_norm', True) else 'off'}, "
+              f"zeta {float(zeta):.4g}, initial membrane {m.get('init_membrane', 0)}, {seconds:.1f} s")
+
+
+def cmd_inspect(a) -> int:
+    from rich.table import Table
+
+    from snncc import api, synapses
+    net = api.load(a.file)
+    g = net.graph
+    lam = g.meta.get("lambda") or {}
+    t = Table(title=f"{a.file}: {net!r}")
+    for col in ("population", "op", "shape", "neurons", "incoming edges", "lambda", "fan-in"):
+        t.add_column(col, justify="right" if col in ("neurons", "fan-in", "lambda") else "left")
+    for p in g.populations():
+        ins, fan = [], 0
+        for src, d in g.in_edges(p.name):
+            syn = d["syn"]
+            ins.append(f"{d['kind'].value}:{syn.op if syn else 'gate'} <- {src}")
+            if syn is not None:
+                fan += synapses.SYNAPSES[syn.op].fan_in(syn, tuple(g.node(src).shape))
+        lv = lam.get(p.name)
+        if lv is None:
+            ls = "-"
+        elif np.ndim(lv) == 0:
+            ls = f"{float(lv):.4g}"
+        else:
+            arr = np.asarray(lv, dtype=float)
+            ls = f"{arr.min():.3g}..{arr.max():.3g}"
+        t.add_row(p.name, p.op, "x".join(map(str, p.shape)), f"{int(np.prod(p.shape)):,}", "\n".join(ins) or "-",
+                  ls, str(fan) if fan else "-")
+    con = _console()
+    con.print(t)
+    m = g.meta
+    prov = m.get("provenance") or {}
+    con.print(f"preprocess {m.get('preprocess')}, input layout {m.get('input_layout')}, zeta {m.get('zeta', 1.0)}, "
+              f"initial membrane {m.get('init_membrane', 0)}")
+    if prov:
+        con.print(f"source {prov.get('source_name')} sha256 {str(prov.get('source_sha256'))[:16]}..., "
+                  f"snncc {prov.get('snncc_version')}, created {prov.get('created')}")
+    return 0
+
+
+def cmd_eval(a) -> int:
+    from snncc.evaluate import run_eval
+    return run_eval(a)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in SUBCOMMANDS and not argv[0].startswith("-"):
+        argv.insert(0, "convert")
+    parser = build_parser()
+    if not argv:
+        parser.print_help()
+        return 2
+    a = parser.parse_args(argv)
+    if a.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return {"convert": cmd_convert, "inspect": cmd_inspect, "eval": cmd_eval}[a.command](a)
+    except SnnccError as e:
+        if os.environ.get("SNNCC_DEBUG"):
+            raise
+        sys.stderr.write(f"snncc: error: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("snncc: interrupted\n")
+        return 130
+    except MemoryError:
+        sys.stderr.write("snncc: error: out of memory (fix: use --calib-limit / --limit or a smaller --batch-size)\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

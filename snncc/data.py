@@ -1,0 +1,112 @@
+"""Reading calibration/test arrays and fitting them to a model's input.
+
+Data files are ``.npz`` (``x`` and optionally ``y``) or ``.npy`` (``x`` only),
+loaded with ``allow_pickle=False``.  ``x`` may be ``(N, C, H, W)``,
+``(N, H, W, C)`` or, for one channel, ``(N, H, W)``, of any numeric dtype.
+Internally snncc is channels-last; :func:`to_channels_last` transposes when
+the data's layout differs and says so.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from typing import Callable
+
+import numpy as np
+
+from snncc.errors import DataError
+
+SEED = 0
+
+
+def load_arrays(path: str, what: str = "data") -> tuple[np.ndarray, np.ndarray | None]:
+    """Return ``(x, y)`` from an ``.npz``/``.npy`` file; ``y`` is None when absent."""
+    if not os.path.exists(path):
+        raise DataError(f"{what} file {path!r} not found", "check the path")
+    try:
+        obj = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"{what} file {path!r} is not a readable .npz/.npy array file ({_short(e)})",
+                        "save it with numpy.savez(path, x=images, y=labels) or numpy.save") from None
+    if isinstance(obj, np.ndarray):
+        return _check_x(obj, path, what), None
+    with obj:
+        keys = list(obj.keys())
+        if "x" not in keys:
+            raise DataError(f"{what} file {path!r} has no array 'x' (found {keys})",
+                            "store the images under the key 'x' (and labels under 'y')")
+        try:
+            x = obj["x"]
+            y = obj["y"] if "y" in keys else None
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+            raise DataError(f"{what} file {path!r} is corrupt ({_short(e)})", "re-create the file") from None
+    x = _check_x(x, path, what)
+    if y is not None:
+        y = np.asarray(y).reshape(-1)
+        if y.shape[0] != x.shape[0] or not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{what} labels 'y' in {path!r} must be {x.shape[0]} integers, got {y.dtype} {y.shape}",
+                            "store integer class indices, one per image")
+        y = y.astype(np.int64)
+    return x, y
+
+
+def _short(e: Exception) -> str:
+    return str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+
+
+def _check_x(x: np.ndarray, path: str, what: str) -> np.ndarray:
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise DataError(f"{what} array 'x' in {path!r} has non-numeric dtype {x.dtype}", "store numbers")
+    if x.ndim not in (3, 4) or x.shape[0] == 0:
+        raise DataError(f"{what} array 'x' in {path!r} has shape {x.shape}; expected (N, C, H, W), (N, H, W, C) "
+                        f"or (N, H, W) with N > 0", "reshape the images to a batch of 2-D images")
+    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+        n_bad = int(np.count_nonzero(~np.isfinite(x).reshape(x.shape[0], -1).all(axis=1)))
+        raise DataError(f"{what} array 'x' in {path!r} contains NaN or inf values "
+                        f"({n_bad} of {x.shape[0]} images affected)",
+                        "remove or repair those images before converting")
+    return x
+
+
+def check_finite(x: np.ndarray, what: str = "data") -> None:
+    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+        raise DataError(f"{what} contains NaN or inf values", "remove or repair those images")
+
+
+def subset(x: np.ndarray, y: np.ndarray | None, limit: int | None, seed: int = SEED):
+    """A seeded random subset of ``limit`` images (data files are often sorted by class)."""
+    if limit is None or limit >= x.shape[0]:
+        return x, y
+    if limit <= 0:
+        raise DataError(f"limit must be positive, got {limit}", "pass a positive number of images")
+    idx = np.sort(np.random.default_rng(seed).choice(x.shape[0], size=limit, replace=False))
+    return x[idx], (None if y is None else y[idx])
+
+
+def to_channels_last(x: np.ndarray, hwc: tuple[int, int, int], model_layout: str = "NCHW",
+                     what: str = "data", log: Callable[[str], None] | None = None) -> np.ndarray:
+    """Return ``x`` as ``(N, H, W, C)`` float32 for a model whose input is ``hwc`` per sample.
+
+    Accepts the model's own layout or its transpose; one-channel data may omit
+    the channel axis.  Anything else raises :class:`DataError`.
+    """
+    h, w, c = (int(v) for v in hwc)
+    chw = (c, h, w)
+    s = tuple(x.shape[1:])
+    if x.ndim == 3 and c == 1 and s == (h, w):
+        out = x[..., None]
+    elif x.ndim == 4 and s == (h, w, c) and (s != chw or model_layout == "NHWC"):
+        out = x
+        if model_layout != "NHWC" and log:
+            log(f"{what} is channels-last (N,H,W,C) while the model takes NCHW: transposed automatically")
+    elif x.ndim == 4 and s == chw:
+        out = np.transpose(x, (0, 2, 3, 1))
+        if model_layout == "NHWC" and log:
+            log(f"{what} is channels-first (N,C,H,W) while the model takes NHWC: transposed automatically")
+    else:
+        want = f"(N, {c}, {h}, {w})" if model_layout == "NCHW" else f"(N, {h}, {w}, {c})"
+        raise DataError(f"{what} has shape {tuple(x.shape)} but the model expects {want}",
+                        "pass images of the model's input size (channels first or last)")
+    out = np.ascontiguousarray(out, dtype=np.float32)
+    check_finite(out, what)
+    return out

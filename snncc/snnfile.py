@@ -1,0 +1,189 @@
+"""The ``.snn`` file: one self-describing, code-free file per spiking network.
+
+Layout (a standard zip archive, readable with any zip tool)::
+
+    manifest.json        format name + version, snncc version, nodes, edges,
+                         meta (lambda table, zeta, preprocessing, provenance...)
+    arrays/<k>.npy       every weight/bias array, numpy .npy format
+
+Loading uses ``json`` and ``numpy.load(allow_pickle=False)`` only, so a file
+cannot execute code.  Integrity comes from the zip CRC-32 of every member
+(checked on load) and a SHA-256 of all arrays recorded in the manifest.
+Writing is atomic: a temporary file in the target directory is fsynced and
+renamed over the destination, so a failure never leaves a half-written file.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from typing import Any
+
+import numpy as np
+
+from snncc.errors import SnnFileError
+from snncc.ir import EdgeKind, Graph, Node, Synapse
+
+FORMAT = "snncc-snn"
+FORMAT_VERSION = 1
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, EdgeKind):
+        return obj.value
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return str(obj)
+
+
+def _attrs_in(d: dict) -> dict:
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+
+
+def to_bytes(graph: Graph) -> bytes:
+    """Serialise a spiking-level graph (any IR state works) to ``.snn`` bytes."""
+    arrays: dict[str, np.ndarray] = {}
+
+    def put(arr: np.ndarray) -> str:
+        key = f"a{len(arrays)}"
+        arrays[key] = np.ascontiguousarray(arr)
+        return key
+
+    nodes, edges = [], []
+    for n in graph.nodes():
+        nodes.append({"name": n.name, "op": n.op, "shape": list(n.shape), "attrs": _jsonable(n.attrs),
+                      "params": {k: put(v) for k, v in n.params.items()},
+                      "onnx_tensor": n.onnx_tensor,
+                      "onnx_perm": None if n.onnx_perm is None else list(n.onnx_perm)})
+        for src, d in graph.in_edges(n.name):
+            syn = d["syn"]
+            edges.append({"src": src, "dst": n.name, "kind": d["kind"].value, "port": int(d["port"]),
+                          "syn": None if syn is None else {
+                              "op": syn.op, "attrs": _jsonable(syn.attrs),
+                              "params": {k: put(v) for k, v in syn.params.items()}}})
+    h = hashlib.sha256()
+    bufs = {}
+    for k, a in arrays.items():
+        b = io.BytesIO()
+        np.lib.format.write_array(b, a, allow_pickle=False)
+        bufs[k] = b.getvalue()
+        h.update(k.encode())
+        h.update(bufs[k])
+    from snncc import __version__
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "snncc_version": __version__,
+                "arrays_sha256": h.hexdigest(), "nodes": nodes, "edges": edges,
+                "meta": _jsonable(graph.meta)}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", json.dumps(manifest, indent=1))
+        for k, b in bufs.items():
+            z.writestr(f"arrays/{k}.npy", b)
+    return out.getvalue()
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise SnnFileError(f"output directory {d!r} does not exist", "create it or choose another -o path")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".snncc-", suffix=".tmp", dir=d)
+    except OSError as e:
+        raise SnnFileError(f"cannot write to {d!r} ({e.strerror})", "choose a writable output path") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save(graph: Graph, path: str) -> None:
+    atomic_write(path, to_bytes(graph))
+
+
+def check_writable(path: str) -> None:
+    """Fail early (before long work) if ``path`` cannot be written."""
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise SnnFileError(f"output directory {d!r} does not exist", "create it or choose another -o path")
+    if not os.access(d, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise SnnFileError(f"output path {path!r} is not writable", "choose a writable output path")
+    if os.path.isdir(path):
+        raise SnnFileError(f"output path {path!r} is a directory", "give a file name such as model.snn")
+
+
+def load(path: str) -> Graph:
+    """Read a ``.snn`` file into a :class:`Graph`; :class:`SnnFileError` on any defect."""
+    if not os.path.exists(path):
+        raise SnnFileError(f"{path!r} not found", "check the path, or create it with `snncc MODEL.onnx -o FILE.snn`")
+    fix = "re-create it with `snncc MODEL.onnx -o FILE.snn`"
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+            if bad is not None:
+                raise SnnFileError(f"{path!r} is corrupt (checksum error in {bad})", fix)
+            try:
+                manifest = json.loads(z.read("manifest.json"))
+            except KeyError:
+                raise SnnFileError(f"{path!r} is not a .snn file (no manifest)", fix) from None
+            if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+                raise SnnFileError(f"{path!r} is not a .snn file", fix)
+            ver = manifest.get("format_version")
+            if ver != FORMAT_VERSION:
+                raise SnnFileError(f"{path!r} has .snn format version {ver}; this snncc reads version "
+                                   f"{FORMAT_VERSION}", "re-convert the model with this snncc version")
+            h = hashlib.sha256()
+            arrays = {}
+            for name in sorted(z.namelist(), key=lambda s: int(s[8:-4]) if s.startswith("arrays/a") else -1):
+                if not name.startswith("arrays/"):
+                    continue
+                raw = z.read(name)
+                k = name[len("arrays/"):-len(".npy")]
+                h.update(k.encode())
+                h.update(raw)
+                arrays[k] = np.load(io.BytesIO(raw), allow_pickle=False)
+            if h.hexdigest() != manifest.get("arrays_sha256"):
+                raise SnnFileError(f"{path!r} is corrupt (weights do not match their checksum)", fix)
+    except SnnFileError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, json.JSONDecodeError) as e:
+        msg = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
+        raise SnnFileError(f"{path!r} is not a readable .snn file ({msg})", fix) from None
+    try:
+        g = Graph()
+        for n in manifest["nodes"]:
+            g.add_node(Node(n["name"], n["op"], tuple(n["shape"]), _attrs_in(n["attrs"]),
+                            {k: arrays[v] for k, v in n["params"].items()}, n.get("onnx_tensor"),
+                            None if n.get("onnx_perm") is None else tuple(n["onnx_perm"])))
+        for e in manifest["edges"]:
+            s = e["syn"]
+            syn = None if s is None else Synapse(s["op"], _attrs_in(s["attrs"]),
+                                                 {k: arrays[v] for k, v in s["params"].items()})
+            g.add_edge(e["src"], e["dst"], EdgeKind(e["kind"]), int(e["port"]), syn)
+        g.meta = manifest.get("meta", {})
+    except (KeyError, TypeError, ValueError) as e:
+        raise SnnFileError(f"{path!r} has a malformed manifest ({type(e).__name__}: {e})", fix) from None
+    from snncc.ir import IRError, verify
+    try:
+        verify(g)
+    except IRError as e:
+        raise SnnFileError(f"{path!r} holds an invalid network ({e})", fix) from None
+    return g
