@@ -1,0 +1,123 @@
+"""Propagation-error compensation search (Hu et al., Section 3.4, Eq. 9-14).
+
+Propagation error of layer ``l`` after ``t`` steps is the charge not yet emitted
+as spikes, ``E_l(t) = V_l(t) / t`` (Eq. 9-11), averaged over the layer's neurons.
+It accumulates with depth roughly as ``E_l = p * q**l`` (Table 1).  The
+compensation multiplies every hidden layer's synaptic weights (and bias) by a
+factor ``zeta`` (equivalently, lowers the threshold to ``1/zeta``) so that
+firing rates are not systematically short of the normalised activations.
+
+Search (``--compensate auto``), on calibration images only:
+
+1. simulate the uncompensated SNN, measure ``E_l`` per hidden layer depth ``l``;
+2. fit ``log E_l = log p + l log q`` by least squares, report ``p``, ``q`` and
+   the adjusted R^2;
+3. ``tau_max = 1 / r_max`` with ``r_max`` the highest firing rate in the last
+   hidden layer (a larger ``zeta`` would saturate it);
+4. try ``zeta`` step-wise around ``q`` inside ``(1, tau_max)`` (plus ``zeta=1``)
+   and keep the one with the best calibration accuracy (agreement with the
+   ANN when there are no labels); ties go to the smaller factor.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from snncc.analog import run_analog
+
+
+def depth_of(graph) -> dict[str, int]:
+    """Neuron-layer depth: longest number of neuron populations on a path from the input."""
+    depth: dict[str, int] = {}
+    for n in graph.nodes():
+        preds = graph.preds(n.name)
+        d = max((depth[p] for p in preds), default=0)
+        depth[n.name] = d + (1 if n.op == "neuron" else 0)
+    return depth
+
+
+def fit_exponential(depths, errors) -> dict:
+    """Least-squares fit of ``E = p q^l`` in log space; returns p, q, adjusted R^2, n."""
+    l = np.asarray(depths, dtype=float)
+    e = np.asarray(errors, dtype=float)
+    ok = e > 0
+    l, e = l[ok], e[ok]
+    if l.size < 3:
+        return {"p": float("nan"), "q": float("nan"), "adj_r2": float("nan"), "n": int(l.size)}
+    y = np.log(e)
+    A = np.stack([np.ones_like(l), l], axis=1)
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    pred = A @ coef
+    ss_res = float(np.sum((y - pred) ** 2))
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
+    n, k = l.size, 1
+    adj = 1.0 - (1.0 - r2) * (n - 1) / (n - k - 1)
+    return {"p": float(np.exp(coef[0])), "q": float(np.exp(coef[1])), "adj_r2": float(adj), "n": int(n)}
+
+
+def layer_errors(graph, result) -> tuple[list[int], list[float]]:
+    """(depth, mean |E|) per hidden neuron layer, from a runtime RunResult."""
+    depth = depth_of(graph)
+    by_depth: dict[int, list[float]] = {}
+    for n in graph.populations():
+        if n.op == "neuron" and n.name in result.prop_error:
+            by_depth.setdefault(depth[n.name], []).append(abs(float(np.mean(result.prop_error[n.name]))))
+    ds = sorted(by_depth)
+    return ds, [float(np.mean(by_depth[d])) for d in ds]
+
+
+def candidates(q: float, tau_max: float, steps: int = 6, step: float = 0.01) -> list[float]:
+    """``zeta`` values step-wise around ``q`` inside ``(1, tau_max)``, plus 1 (no compensation)."""
+    centre = q if np.isfinite(q) and q > 1 else 1.0 + step
+    vals = {1.0}
+    for k in range(-steps, steps + 1):
+        z = round(centre + k * step, 6)
+        if 1.0 < z < tau_max:
+            vals.add(z)
+    return sorted(vals)
+
+
+def search_zeta(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: int = 256, images: int = 256,
+                steps: int = 6, step: float = 0.01, log: Callable[[str], None] | None = None,
+                progress: bool = True) -> dict:
+    """Choose ``zeta`` on calibration images ``x`` (channels-last raw) and apply it to ``net``."""
+    from snncc.data import subset
+    from snncc.passes import apply_zeta
+
+    log = log or (lambda s: None)
+    g = net.graph
+    xs, ys = subset(x, y, images, seed=1)
+    ann_pred = np.argmax(run_analog(g, xs), axis=1)
+    target = ys if ys is not None else ann_pred
+    last = [n for n in g.populations() if n.op == "neuron"]
+    depth = depth_of(g)
+    last_name = max(last, key=lambda n: depth[n.name]).name if last else None
+    base = net.runtime.run(xs, timesteps, progress=progress, record=(last_name,) if last_name else ())
+    ds, es = layer_errors(g, base)
+    fit = fit_exponential(ds, es)
+    # r_max: highest firing rate of the last hidden layer, over its neurons (mean over images)
+    rmax = float(np.max(np.mean(base.rates[last_name], axis=0))) if last_name else 0.0
+    tau_max = 1.0 / rmax if rmax > 0 else 2.0
+    cands = candidates(fit["q"], tau_max, steps, step)
+    log(f"compensation: E = {fit['p']:.3g} * {fit['q']:.4f}^l (adj. R^2 {fit['adj_r2']:.3f}), "
+        f"tau_max {tau_max:.3f}; trying zeta in {cands}")
+    scores = []
+    for z in cands:
+        trial = g.copy()
+        apply_zeta(trial, z)
+        from snncc.runtime.network import Network
+        r = base if z == 1.0 else Network(trial).run(xs, timesteps, progress=False)
+        acc = float(np.mean(r.predictions[:, -1] == target))
+        err = float(np.mean(layer_errors(trial, r)[1] or [0.0]))
+        scores.append({"zeta": z, "accuracy": acc, "mean_error": err})
+    best = max(scores, key=lambda s: (s["accuracy"], -s["zeta"]))
+    apply_zeta(g, best["zeta"])
+    net._net = None
+    record = {"fit": fit, "depths": ds, "errors": es, "tau_max": tau_max, "timesteps": timesteps,
+              "images": int(xs.shape[0]), "criterion": "labels" if ys is not None else "ann_agreement",
+              "candidates": scores, "zeta": best["zeta"]}
+    g.meta["compensation"] = record
+    log(f"compensation: chose zeta {best['zeta']} (calibration accuracy {best['accuracy']:.4f})")
+    return record

@@ -1,0 +1,183 @@
+"""``snncc eval``: simulate a .snn on labelled data and report how the conversion went.
+
+Energy (paper Section 4.4): the SNN spends ``E_sop`` per synaptic operation
+(default 77 fJ), the ANN ``E_flop`` per operation (default 12.5 pJ).  ANN
+operations are counted as the multiply-accumulates of the dense network
+(the same synapses, every one used once per image).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+
+from snncc import data as _data
+from snncc.errors import DataError
+
+
+def checkpoints(T: int) -> list[int]:
+    """Every power of two up to T, and T."""
+    pts = [2 ** k for k in range(int(math.log2(T)) + 1)] if T >= 1 else []
+    if T not in pts:
+        pts.append(T)
+    return pts
+
+
+def ann_macs(graph) -> int:
+    """Multiply-accumulates of one dense (ANN) pass through the graph's synapses."""
+    from snncc import synapses
+    total = 0
+    for n in graph.populations():
+        for src, d in graph.in_edges(n.name):
+            syn = d["syn"]
+            if syn is None:
+                continue
+            fan = synapses.SYNAPSES[syn.op].fan_in(syn, tuple(graph.node(src).shape))
+            total += fan * int(np.prod(n.shape))
+    return int(total)
+
+
+def ann_accuracy(onnx_path: str, graph, x_cl: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
+    """Top-1 accuracy of the source ONNX model on the same (raw, channels-last) images."""
+    import onnxruntime as ort
+
+    from snncc.analog import preprocess
+    from snncc.errors import ModelError
+    if not os.path.exists(onnx_path):
+        raise ModelError(f"ANN model {onnx_path!r} not found", "pass the ONNX file the .snn was converted from")
+    user = graph.meta.get("preprocess_user") or graph.meta.get("preprocess_external") or {}
+    try:
+        sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise ModelError(f"onnxruntime cannot load {onnx_path!r} ({str(e).splitlines()[0][:100]})",
+                         "pass a valid ONNX model") from None
+    name = sess.get_inputs()[0].name
+    layout = graph.meta.get("input_layout", "NCHW")
+
+    class _G:  # preprocess() reads graph.meta['preprocess']
+        meta = {"preprocess": user}
+    correct = 0
+    for i in range(0, x_cl.shape[0], batch):
+        xb = preprocess(_G, x_cl[i:i + batch]).astype(np.float32)
+        if layout == "NCHW":
+            xb = np.ascontiguousarray(np.transpose(xb, (0, 3, 1, 2)))
+        out = sess.run(None, {name: xb})[0]
+        correct += int(np.sum(np.argmax(out.reshape(out.shape[0], -1), axis=1) == y[i:i + batch]))
+    return correct / x_cl.shape[0]
+
+
+def layer_correlation(net, x_cl: np.ndarray, timesteps: int, images: int = 32) -> dict[str, float]:
+    """Pearson correlation between each population's normalised ANN activation and its SNN rate."""
+    from snncc.analog import run_analog
+    g = net.graph
+    pops = [p.name for p in g.populations() if p.op in ("neuron", "maxgate")]
+    xs = x_cl[:images]
+    acts = run_analog(g, xs, keep=True)
+    res = net.runtime.run(xs, timesteps, progress=False, record=tuple(pops))
+    out = {}
+    for p in pops:
+        a = np.asarray(acts[p]).reshape(xs.shape[0], -1).ravel()
+        r = np.asarray(res.rates[p]).reshape(xs.shape[0], -1).ravel()
+        out[p] = float(np.corrcoef(a, r)[0, 1]) if a.std() > 0 and r.std() > 0 else float("nan")
+    return out
+
+
+def run_eval(a) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from snncc import api
+    con = Console(highlight=False)
+    net = api.load(a.file)
+    x, y = _data.load_arrays(a.data, "test data")
+    if y is None:
+        raise DataError(f"test data {a.data!r} has no labels 'y'", "store labels under the key 'y'")
+    x, y = _data.subset(x, y, a.limit)
+    xc = net.prepare(x, "test data", None if a.quiet else (lambda s: con.print(f"[dim]snncc:[/dim] {s}")))
+    T = a.timesteps
+    t0 = time.time()
+    res = net.runtime.run(xc, T, labels=y, early_exit=a.early_exit, threads=a.threads,
+                          batch_size=a.batch_size, progress=not a.quiet)
+    secs = time.time() - t0
+    n = xc.shape[0]
+    acc_at = {t: float(np.mean(res.predictions[:, t - 1] == y)) for t in checkpoints(T)}
+    sops = float(sum(np.sum(v) for v in res.sops.values())) / n
+    spikes = float(sum(np.sum(v) for v in res.spikes.values())) / n
+    macs = ann_macs(net.graph)
+    corr = layer_correlation(net, xc, T)
+    layers = {}
+    for p in net.graph.populations():
+        if p.op == "input":
+            continue
+        layers[p.name] = {"op": p.op, "neurons": int(np.prod(p.shape)),
+                          "firing_rate": float(res.firing_rate.get(p.name, float("nan"))),
+                          "propagation_error": float(np.mean(res.prop_error[p.name])) if p.name in res.prop_error
+                          else None,
+                          "spikes_per_image": float(np.mean(res.spikes[p.name])) if p.name in res.spikes else None,
+                          "sops_per_image": float(np.mean(res.sops[p.name])) if p.name in res.sops else None,
+                          "ann_snn_correlation": corr.get(p.name)}
+    out = {"snn_accuracy": acc_at[T], "timesteps": T, "images": n, "accuracy_at": {str(k): v for k, v in acc_at.items()},
+           "sops_per_image": sops, "spikes_per_image": spikes, "seconds_per_image": secs / n,
+           "threads": a.threads, "early_exit": bool(a.early_exit),
+           "mean_steps_run": float(np.mean(res.steps_run)),
+           "ann_macs_per_image": macs,
+           "energy_snn_uj": sops * a.fj_per_sop * 1e-9, "energy_ann_uj": macs * a.pj_per_flop * 1e-6,
+           "layers": layers}
+    if a.ann:
+        out["ann_accuracy"] = ann_accuracy(a.ann, net.graph, xc, y)
+    t = Table(title=f"{os.path.basename(a.file)} on {n} images, T={T}")
+    t.add_column("step", justify="right")
+    t.add_column("SNN accuracy", justify="right")
+    for k, v in acc_at.items():
+        t.add_row(str(k), f"{100 * v:.2f}%")
+    con.print(t)
+    if "ann_accuracy" in out:
+        con.print(f"ANN accuracy {100 * out['ann_accuracy']:.2f}%  ->  conversion loss "
+                  f"{100 * (out['ann_accuracy'] - out['snn_accuracy']):.2f} points at T={T}")
+    con.print(f"{spikes:,.0f} spikes and {sops:,.0f} SOPs per image; {secs / n * 1e3:.1f} ms per image"
+              + (f"; early exit ran {out['mean_steps_run']:.1f} of {T} steps on average" if a.early_exit else ""))
+    con.print(f"energy per image: SNN {out['energy_snn_uj']:.3f} uJ ({a.fj_per_sop:g} fJ/SOP) vs ANN "
+              f"{out['energy_ann_uj']:.3f} uJ ({macs:,} ops x {a.pj_per_flop:g} pJ)")
+    if a.json:
+        from snncc.snnfile import _jsonable, atomic_write
+        atomic_write(a.json, json.dumps(_jsonable(out), indent=1).encode())
+    if a.plot:
+        plot_eval(out, a.plot)
+    return 0
+
+
+def plot_eval(out: dict, path: str) -> None:
+    """Accuracy vs time step, and per-layer firing rate / propagation error / correlation."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise DataError("--plot needs matplotlib", "pip install 'snncc[plot]'") from None
+    fig, ax = plt.subplots(1, 2, figsize=(12, 4.2))
+    ts = [int(k) for k in out["accuracy_at"]]
+    acc = [100 * out["accuracy_at"][str(k)] for k in ts]
+    ax[0].plot(ts, acc, "o-", label="SNN")
+    if "ann_accuracy" in out:
+        ax[0].axhline(100 * out["ann_accuracy"], color="k", ls="--", label="ANN")
+    ax[0].set_xscale("log", base=2)
+    ax[0].set_xlabel("time step")
+    ax[0].set_ylabel("top-1 accuracy (%)")
+    ax[0].legend()
+    ax[0].grid(alpha=.3)
+    names = [k for k, v in out["layers"].items() if v["op"] == "neuron"]
+    idx = np.arange(len(names))
+    ax[1].plot(idx, [out["layers"][k]["firing_rate"] for k in names], "o-", label="firing rate")
+    ax[1].plot(idx, [abs(out["layers"][k]["propagation_error"] or 0) for k in names], "s-", label="|E| = |V(T)|/T")
+    ax[1].plot(idx, [out["layers"][k]["ann_snn_correlation"] for k in names], "^-", label="corr(ANN act., SNN rate)")
+    ax[1].set_xticks(idx)
+    ax[1].set_xticklabels(names, rotation=70, fontsize=7)
+    ax[1].set_xlabel("neuron layer")
+    ax[1].legend(fontsize=8)
+    ax[1].grid(alpha=.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
