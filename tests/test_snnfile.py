@@ -1,0 +1,98 @@
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+from snncc import snnfile
+from snncc.errors import SnnFileError
+from snncc.ir import EdgeKind, Graph, Node, Synapse, verify
+
+
+def small_graph():
+    rng = np.random.default_rng(0)
+    g = Graph()
+    g.add_node(Node("in", "input", (4, 4, 3)))
+    g.add_node(Node("n1", "neuron", (4, 4, 3), attrs={"cap": None}, params={"bias": rng.random(3)}))
+    g.add_node(Node("n2", "neuron", (4, 4, 3), params={"bias": np.zeros(3)}))
+    g.add_node(Node("out", "output", (5,), params={"bias": rng.random(5)}))
+    g.add_edge("in", "n1", EdgeKind.SYNAPSE, syn=Synapse("conv", {"stride": (1, 1), "pads": (1, 1, 1, 1)},
+                                                        {"weight": rng.standard_normal((3, 3, 3, 3))}))
+    g.add_edge("n1", "n2", EdgeKind.SYNAPSE, syn=Synapse("conv", {"stride": (1, 1), "pads": (1, 1, 1, 1)},
+                                                        {"weight": rng.standard_normal((3, 3, 3, 3))}))
+    g.add_edge("in", "n2", EdgeKind.SHORTCUT, syn=Synapse("identity", {}, {"scale": np.array([.5, 1., 2.])}))
+    g.add_edge("n2", "out", EdgeKind.SYNAPSE, syn=Synapse("dense", {}, {"weight": rng.standard_normal((48, 5))}))
+    g.meta = {"lambda": {"n1": 1.5, "n2": [1.0, 2.0, 3.0]}, "zeta": 1.02, "preprocess": {"scale": 0.5}}
+    return g
+
+
+def test_roundtrip_exact(tmp_path):
+    from snncc.analog import run_analog
+    g = small_graph()
+    verify(g)
+    p = str(tmp_path / "m.snn")
+    snnfile.save(g, p)
+    h = snnfile.load(p)
+    x = np.random.default_rng(1).random((3, 4, 4, 3))
+    assert np.array_equal(run_analog(g, x), run_analog(h, x))
+    assert h.meta["lambda"]["n2"] == [1.0, 2.0, 3.0] and h.meta["zeta"] == 1.02
+    assert [n.name for n in h.nodes()] == [n.name for n in g.nodes()]
+    assert h.edge("in", "n2")["kind"] is EdgeKind.SHORTCUT
+    with zipfile.ZipFile(p) as z:                      # no pickle anywhere
+        assert all(n == "manifest.json" or n.endswith(".npy") for n in z.namelist())
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "version", "flip", "missing"])
+def test_corrupt_files_rejected(tmp_path, damage):
+    p = tmp_path / "m.snn"
+    snnfile.save(small_graph(), str(p))
+    raw = p.read_bytes()
+    if damage == "truncate":
+        p.write_bytes(raw[: len(raw) // 2])
+    elif damage == "garbage":
+        p.write_bytes(b"\x00" * 100)
+    elif damage == "flip":
+        with zipfile.ZipFile(p) as z:
+            members = {n: z.read(n) for n in z.namelist()}
+        k = next(n for n in members if n.endswith(".npy"))
+        b = bytearray(members[k])
+        b[-1] ^= 0xFF
+        members[k] = bytes(b)
+        with zipfile.ZipFile(p, "w") as z:            # valid zip, consistent CRC, wrong content
+            for n, v in members.items():
+                z.writestr(n, v)
+    elif damage == "version":
+        import json
+        with zipfile.ZipFile(p) as z:
+            members = {n: z.read(n) for n in z.namelist()}
+        m = json.loads(members["manifest.json"])
+        m["format_version"] = 99
+        members["manifest.json"] = json.dumps(m).encode()
+        with zipfile.ZipFile(p, "w") as z:
+            for n, v in members.items():
+                z.writestr(n, v)
+    elif damage == "missing":
+        p.unlink()
+    with pytest.raises(SnnFileError) as e:
+        snnfile.load(str(p))
+    assert "\n" not in str(e.value) and "fix:" in str(e.value)
+    if damage == "version":
+        assert "version 99" in str(e.value)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    p = tmp_path / "m.snn"
+    p.write_bytes(b"old")
+
+    def boom(*a):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        snnfile.save(small_graph(), str(p))
+    assert p.read_bytes() == b"old"
+    assert [f.name for f in tmp_path.iterdir()] == ["m.snn"]
+
+
+def test_unwritable_output(tmp_path):
+    with pytest.raises(SnnFileError, match="does not exist"):
+        snnfile.save(small_graph(), str(tmp_path / "nope" / "m.snn"))
