@@ -28,10 +28,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # exactly the paper: layer-wise 99.9th-percentile lambda, shortcut lambda (Eq. 6),
     # membranes start at 0, compensation factor searched on calibration data (Eq. 12-14)
     "paper": dict(percentile=99.9, channel_wise=False, shortcut_norm=True, init_membrane=0.0,
-                  compensate="auto"),
+                  compensate="auto", calibrate_bias=0),
     # the most accurate post-training conversion snncc can show (docs/results.md)
     "best": dict(percentile=99.9, channel_wise=True, shortcut_norm=True, init_membrane=0.5,
-                 compensate="none"),
+                 compensate="none", calibrate_bias=64),
 }
 
 
@@ -45,6 +45,7 @@ class ConvertOptions:
     shortcut_norm: bool = True
     init_membrane: float = 0.5
     compensate: str | float = "none"
+    calibrate_bias: int = 64
     preset: str = "best"
     calib_limit: int | None = None
     batch_size: int = 64
@@ -63,6 +64,9 @@ def resolve_options(preset: str = "best", **overrides) -> ConvertOptions:
     if not (0.0 <= opts.init_membrane < 1.0):
         raise SnnccError(f"initial membrane must be in [0, 1) of threshold, got {opts.init_membrane}",
                          "e.g. --init-membrane 0.5")
+    if opts.calibrate_bias < 0:
+        raise SnnccError(f"--calibrate-bias takes a number of time steps >= 0, got {opts.calibrate_bias}",
+                         "e.g. --calibrate-bias 64, or 0 to disable")
     if opts.input_scale <= 0 or not np.isfinite(opts.input_scale):
         raise SnnccError(f"input scale must be a positive number, got {opts.input_scale}", "e.g. --input-scale 0.0039")
     if opts.std is not None and any(s <= 0 for s in opts.std):
@@ -151,7 +155,8 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
             mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
             percentile: float | None = None, channel_wise: bool | None = None,
             shortcut_norm: bool | None = None, init_membrane: float | None = None,
-            compensate: str | float | None = None, calib_limit: int | None = None,
+            compensate: str | float | None = None, calibrate_bias: int | None = None,
+            calib_limit: int | None = None,
             batch_size: int | None = None, verify: bool = False, dump_ir: str | None = None,
             progress: bool = True, log: Callable[[str], None] | None = None) -> SpikingNetwork:
     """Convert an ONNX model (path, bytes or ``onnx.ModelProto``) into a :class:`SpikingNetwork`.
@@ -168,7 +173,8 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
     t0 = time.time()
     opts = resolve_options(preset, input_scale=input_scale, mean=mean, std=std, percentile=percentile,
                            channel_wise=channel_wise, shortcut_norm=shortcut_norm, init_membrane=init_membrane,
-                           compensate=compensate, calib_limit=calib_limit, batch_size=batch_size)
+                           compensate=compensate, calibrate_bias=calibrate_bias, calib_limit=calib_limit,
+                           batch_size=batch_size)
     graph = import_onnx(model)
     ops_before = sum(1 for _ in graph.nodes())
     hwc = tuple(graph.input.shape)
@@ -197,6 +203,9 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
     graph.meta["preprocess_user"] = user_pre   # what the ONNX model itself expects applied to raw data
     graph.meta["init_membrane"] = float(opts.init_membrane)
     net = SpikingNetwork(graph)
+    if opts.calibrate_bias:
+        from snncc.calibration import calibrate_bias as _calibrate
+        _calibrate(net, cx, timesteps=int(opts.calibrate_bias), log=log, progress=progress)
     if opts.compensate == "auto":
         from snncc.compensation import search_zeta
         search_zeta(net, cx, cy, log=log, progress=progress)

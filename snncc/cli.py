@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-shortcut-norm", dest="shortcut_norm", action="store_const", const=False,
                    help="leave shortcut weights at 1 (the paper's Table 2 baseline)")
     c.add_argument("--compensate", help="none | auto | ZETA: propagation-error compensation (Eq. 12-14)")
+    c.add_argument("--calibrate-bias", type=int, metavar="T",
+                   help="post-training bias calibration at T steps on calibration images (0 = off)")
     c.add_argument("--preset", default="best", choices=["paper", "best"],
                    help="paper: exactly Hu et al.; best (default): channel-wise lambda, half-threshold start")
     cw = c.add_mutually_exclusive_group()
@@ -106,7 +108,8 @@ def cmd_convert(a) -> int:
     t0 = time.time()
     net = api.convert(a.model, a.calib, preset=a.preset, input_scale=a.input_scale, mean=a.mean, std=a.std,
                       percentile=a.percentile, channel_wise=a.channel_wise, shortcut_norm=a.shortcut_norm,
-                      init_membrane=a.init_membrane, compensate=a.compensate, calib_limit=a.calib_limit,
+                      init_membrane=a.init_membrane, compensate=a.compensate,
+                      calibrate_bias=a.calibrate_bias, calib_limit=a.calib_limit,
                       batch_size=a.batch_size, verify=a.verify, dump_ir=a.dump_ir, progress=not a.quiet,
                       log=log)
     net.save(a.output)
