@@ -1,0 +1,508 @@
+"""Event-driven integrate-and-fire simulation of a spiking-level :class:`~snncc.ir.Graph`.
+
+>>> from snncc.runtime import Network
+>>> net = Network(graph)                       # spiking-level graph (after the passes)
+>>> res = net.run(x_raw_nhwc, timesteps=256, labels=y)
+>>> res.predictions[:, -1], res.accuracy(), res.sops
+
+The semantics are those of ``docs/CONTRACTS.md`` (executed densely by
+:func:`snncc.runtime.reference.simulate_reference`); layout, kernels, statistics
+and the certified early exit are described in ``docs/runtime.md``.
+"""
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numba
+import numpy as np
+
+from snncc import nn, synapses
+from snncc.analog import preprocess
+from snncc.errors import DataError
+from snncc.ir import EdgeKind, Graph, IRError, Synapse
+from snncc.runtime import kernels as K
+
+
+def _t2(v):
+    return tuple(int(i) for i in v)
+
+
+# ----------------------------------------------------------------------------------
+# result
+# ----------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    """What :meth:`Network.run` returns.  Per-image arrays have the images on axis 0.
+
+    * ``predictions`` (N, T) int64: argmax of the output potential after each step
+      (after an early exit, later steps repeat the certified final answer);
+    * ``potentials`` (N, n_classes) float64: output potential at the last simulated step;
+    * ``spikes`` {population: (N,) int64}: total spikes of each ``neuron``/``maxgate`` population;
+    * ``sops`` {population: (N,) int64}: synaptic operations (weight additions actually
+      performed) into each population; the analog input layer is not counted (see ``input_macs``);
+    * ``firing_rate`` {population: float}: spikes / (neurons x simulated steps), over all images;
+    * ``prop_error`` {neuron population: float}: mean over images and neurons of
+      ``V_i(T_run) / T_run``, the residual charge of Eq. 9-11 (the error ``E`` between the
+      firing rate and the analog activation it encodes);
+    * ``rates`` {population: (N, size) float}: per-neuron rates (spikes / steps) for the
+      populations named in ``record`` (the output population gives ``V / steps``);
+    * ``steps_run`` (N,) int64: steps simulated per image (``T`` unless early exit);
+    * ``accuracy_at`` {t: accuracy} for t = 1..T when labels were given;
+    * ``trains`` {population: (N, T, size) uint8} and ``potential_trace`` (N, T, n_classes)
+      when ``trace=True`` (small nets only);
+    * ``input_macs`` (N,) multiply-accumulates of the analog first layer (computed once).
+    """
+
+    predictions: np.ndarray
+    potentials: np.ndarray
+    spikes: dict[str, np.ndarray]
+    sops: dict[str, np.ndarray]
+    firing_rate: dict[str, float]
+    prop_error: dict[str, float]
+    steps_run: np.ndarray
+    timesteps: int
+    rates: dict[str, np.ndarray] = field(default_factory=dict)
+    accuracy_at: dict[int, float] = field(default_factory=dict)
+    labels: np.ndarray | None = None
+    trains: dict[str, np.ndarray] = field(default_factory=dict)
+    potential_trace: np.ndarray | None = None
+    input_macs: np.ndarray | None = None
+    wall_time: float = 0.0
+
+    def accuracy(self, t: int | None = None) -> float:
+        """Accuracy of the prediction after step ``t`` (1..T; default T)."""
+        if self.labels is None:
+            raise DataError("no labels were given to run()", "pass labels=... to Network.run")
+        t = self.timesteps if t is None else int(t)
+        if not 1 <= t <= self.timesteps:
+            raise ValueError(f"t must be in 1..{self.timesteps}, got {t}")
+        return float(np.mean(self.predictions[:, t - 1] == self.labels))
+
+    @property
+    def total_sops(self) -> np.ndarray:
+        """(N,) SOPs per image over all populations."""
+        return sum(self.sops.values()) if self.sops else np.zeros(len(self.predictions), np.int64)
+
+    @property
+    def mean_steps(self) -> float:
+        return float(np.mean(self.steps_run)) if len(self.steps_run) else 0.0
+
+
+# ----------------------------------------------------------------------------------
+# synapse plans (static, built once per Network)
+# ----------------------------------------------------------------------------------
+class _Edge:
+    """One SYNAPSE/SHORTCUT edge from a spiking source: knows how to scatter spikes."""
+
+    kind = "?"
+
+    def bind(self, src_state, active, I, sops):
+        raise NotImplementedError
+
+
+class _ConvEdge(_Edge):
+    kind = "conv"
+
+    def __init__(self, syn: Synapse, src_shape, dst_shape):
+        w = np.asarray(syn.params["weight"], dtype=np.float32)
+        self.W = np.ascontiguousarray(w).reshape(-1)
+        kh, kw, cg, cout = w.shape
+        hs, ws, cs = (int(v) for v in src_shape)
+        oh, ow, _ = (int(v) for v in dst_shape)
+        sh, sw = _t2(syn.attrs.get("stride", (1, 1)))
+        pt, pl, _, _ = _t2(syn.attrs.get("pads", (0, 0, 0, 0)))
+        dh, dw = _t2(syn.attrs.get("dilation", (1, 1)))
+        groups = int(syn.attrs.get("groups", 1))
+        self.geo = (ws, cs, kh, kw, cg, cout, groups, oh, ow, sh, sw, pt, pl, dh, dw)
+
+    def bind(self, src, active, I, sops):
+        return functools.partial(K.scatter_conv, src.idx, src.cnt, active, self.W, *self.geo, I, sops)
+
+
+class _DenseEdge(_Edge):
+    kind = "dense"
+
+    def __init__(self, syn: Synapse):
+        self.W = np.ascontiguousarray(np.asarray(syn.params["weight"], dtype=np.float32))
+
+    def bind(self, src, active, I, sops):
+        return functools.partial(K.scatter_dense, src.idx, src.cnt, active, self.W, I, sops)
+
+
+class _CsrEdge(_Edge):
+    kind = "csr"
+
+    def __init__(self, src_idx, tgt_idx, val, n_src):
+        order = np.argsort(src_idx, kind="stable")
+        self.indices = np.ascontiguousarray(tgt_idx[order], dtype=np.int32)
+        self.data = np.ascontiguousarray(val[order], dtype=np.float32)
+        self.indptr = np.zeros(n_src + 1, dtype=np.int64)
+        np.cumsum(np.bincount(src_idx, minlength=n_src), out=self.indptr[1:])
+
+    def bind(self, src, active, I, sops):
+        return functools.partial(K.scatter_csr, src.idx, src.cnt, active, self.indptr, self.indices,
+                                 self.data, I, sops)
+
+
+def _csr_for(syn: Synapse, src_shape, dst_shape) -> _CsrEdge:
+    """COO -> CSR of the avgpool / identity / subsample_pad maps (source -> target, weight)."""
+    sc = np.asarray(syn.params["scale"], dtype=np.float64)
+    if syn.op == "identity":
+        s = int(np.prod(src_shape))
+        c = int(src_shape[-1])
+        idx = np.arange(s, dtype=np.int64)
+        return _CsrEdge(idx, idx, np.tile(sc, s // c), s)
+    h, w, c = (int(v) for v in src_shape)
+    oh, ow, co = (int(v) for v in dst_shape)
+    ch = np.arange(c, dtype=np.int64)
+    srcs, tgts, vals = [], [], []
+    if syn.op == "avgpool":
+        kh, kw = _t2(syn.attrs["kernel"])
+        sh, sw = _t2(syn.attrs["stride"])
+        pads = _t2(syn.attrs["pads"])
+        div = nn.avgpool_divisor(h, w, (kh, kw), (sh, sw), pads, bool(syn.attrs.get("count_include_pad", False)))
+        og, owg = np.meshgrid(np.arange(oh), np.arange(ow), indexing="ij")
+        for i in range(kh):
+            for j in range(kw):
+                hh = og * sh - pads[0] + i
+                ww = owg * sw - pads[1] + j
+                m = (hh >= 0) & (hh < h) & (ww >= 0) & (ww < w)
+                s_pos = (hh[m] * w + ww[m]).astype(np.int64)
+                t_pos = (og[m] * ow + owg[m]).astype(np.int64)
+                srcs.append((s_pos[:, None] * c + ch).ravel())
+                tgts.append((t_pos[:, None] * c + ch).ravel())
+                vals.append((sc[None, :] / div[og[m], owg[m]][:, None]).ravel())
+    elif syn.op == "subsample_pad":
+        sh, sw = _t2(syn.attrs["stride"])
+        offh, offw = _t2(syn.attrs.get("offset", (0, 0)))
+        cp0 = _t2(syn.attrs["cpad"])[0]
+        og, owg = np.meshgrid(np.arange(oh), np.arange(ow), indexing="ij")
+        s_pos = ((offh + og * sh) * w + offw + owg * sw).ravel().astype(np.int64)
+        t_pos = (og * ow + owg).ravel().astype(np.int64)
+        srcs.append((s_pos[:, None] * c + ch).ravel())
+        tgts.append((t_pos[:, None] * co + cp0 + ch).ravel())
+        vals.append(np.broadcast_to(sc[cp0:cp0 + c], (len(s_pos), c)).ravel())
+    else:
+        raise IRError(f"no sparse form for synapse {syn.op!r}")
+    return _CsrEdge(np.concatenate(srcs), np.concatenate(tgts), np.concatenate(vals), h * w * c)
+
+
+def _make_edge(syn: Synapse, src_shape, dst_shape) -> _Edge:
+    if syn.op == "conv":
+        return _ConvEdge(syn, src_shape, dst_shape)
+    if syn.op == "dense":
+        return _DenseEdge(syn)
+    if syn.op in ("avgpool", "identity", "subsample_pad"):
+        return _csr_for(syn, src_shape, dst_shape)
+    raise IRError(f"runtime does not support synapse {syn.op!r}")
+
+
+def _split_syn(syn: Synapse, sign: int) -> Synapse:
+    """A copy of ``syn`` keeping only its positive (sign=1) or negative (-1) weights."""
+    key = "weight" if syn.op in ("conv", "dense") else "scale"
+    p = dict(syn.params)
+    w = np.asarray(p[key], dtype=np.float64)
+    p[key] = np.maximum(w, 0) if sign > 0 else np.minimum(w, 0)
+    return Synapse(syn.op, dict(syn.attrs), p)
+
+
+@dataclass
+class _Pop:
+    name: str
+    op: str
+    shape: tuple
+    size: int
+    channels: int
+    bias: np.ndarray                      # (C,) float32
+    edges: list                           # [(src_name, _Edge)]
+    input_syn: Synapse | None = None      # analog edge from the input population
+    gate_src: str | None = None           # maxgate source
+    gate_geo: tuple = ()
+
+
+class _State:
+    """Per-batch state of one spiking population."""
+
+    def __init__(self, b: int, size: int):
+        self.idx = np.zeros((b, size), dtype=np.int32)
+        self.cnt = np.zeros(b, dtype=np.int32)
+        self.counts = np.zeros((b, size), dtype=np.int32)
+        self.tot = np.zeros(b, dtype=np.int64)
+        self.sops = np.zeros(b, dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------------
+# network
+# ----------------------------------------------------------------------------------
+class Network:
+    """Event-driven IF simulator of a spiking-level graph (see module docstring)."""
+
+    def __init__(self, graph: Graph):
+        if not graph.is_spiking_level():
+            bad = sorted({n.op for n in graph.nodes()} - {"input", "neuron", "maxgate", "output"})
+            raise IRError(f"Network needs a spiking-level graph; found op-level ops {bad}")
+        self.graph = graph
+        self.input_name = graph.input.name
+        self.input_shape = tuple(int(v) for v in graph.input.shape)
+        out = graph.output
+        if out.op != "output":
+            raise IRError(f"sink {out.name!r} must be an 'output' population, not {out.op!r}")
+        self.output_name = out.name
+        self.n_classes = int(np.prod(out.shape))
+        self.init_membrane = float(graph.meta.get("init_membrane") or 0.0)
+        self.pops: list[_Pop] = []
+        for node in graph.populations():
+            if node.op == "input":
+                continue
+            shape = tuple(int(v) for v in node.shape)
+            size = int(np.prod(shape))
+            c = int(shape[-1])
+            b = node.params.get("bias")
+            bias = np.zeros(c, np.float32) if b is None else np.broadcast_to(
+                np.asarray(b, dtype=np.float32), (c,)).copy()
+            pop = _Pop(node.name, node.op, shape, size, c, bias, [])
+            for src, d in graph.in_edges(node.name):
+                src_shape = tuple(int(v) for v in graph.node(src).shape)
+                if node.op == "maxgate":
+                    if src == self.input_name:
+                        raise IRError(f"maxgate {node.name!r} on the analog input is not supported")
+                    if len(src_shape) != 3:
+                        raise IRError(f"maxgate {node.name!r} needs an (H, W, C) source")
+                    kh, kw = _t2(node.attrs["kernel"])
+                    sh, sw = _t2(node.attrs["stride"])
+                    pt, pl, _, _ = _t2(node.attrs.get("pads", (0, 0, 0, 0)))
+                    pop.gate_src = src
+                    pop.gate_geo = (src_shape[0], src_shape[1], src_shape[2], shape[0], shape[1],
+                                    kh, kw, sh, sw, pt, pl)
+                    continue
+                if d["kind"] is EdgeKind.DATA or d["syn"] is None:
+                    raise IRError(f"population {node.name!r} has a DATA in-edge from {src!r}")
+                if src == self.input_name:
+                    pop.input_syn = d["syn"]
+                else:
+                    pop.edges.append((src, _make_edge(d["syn"], src_shape, shape)))
+            self.pops.append(pop)
+        self._out = self.pops[-1] if self.pops[-1].name == self.output_name else \
+            next(p for p in self.pops if p.name == self.output_name)
+        self._static_bounds()
+
+    # -- early-exit bounds ---------------------------------------------------------
+    def _static_bounds(self) -> None:
+        """Per-step output current bounds from the spiking in-edges + bias (static part)."""
+        out = self._out
+        g = self.graph
+        lo = np.asarray(out.bias, dtype=np.float64).reshape(-1).copy()
+        lo = np.broadcast_to(lo, out.shape).reshape(-1).copy() if out.size != lo.size else lo
+        hi = lo.copy()
+        ab = np.abs(lo)
+        for src, d in g.in_edges(out.name):
+            if src == self.input_name:
+                continue
+            src_shape = tuple(int(v) for v in g.node(src).shape)
+            ones = np.ones((1,) + src_shape)
+            neg = synapses.apply(_split_syn(d["syn"], -1), ones).reshape(-1)
+            pos = synapses.apply(_split_syn(d["syn"], 1), ones).reshape(-1)
+            lo += neg
+            hi += pos
+            ab += pos - neg
+        self._lo, self._hi, self._abs = lo, hi, ab
+
+    # -- running ---------------------------------------------------------------------
+    def run(self, x: np.ndarray, timesteps: int, *, labels: np.ndarray | None = None,
+            early_exit: bool = False, threads: int | None = None, batch_size: int = 64,
+            callback: Callable | None = None, progress: bool = True, record: Iterable[str] = (),
+            trace: bool = False) -> RunResult:
+        """Simulate raw channels-last images ``x`` (N, H, W, C) for ``timesteps`` steps.
+
+        ``graph.meta['preprocess']`` is applied here.  ``labels`` (N,) adds
+        ``accuracy_at``; ``early_exit`` stops an image once its final prediction is
+        certified (see docs/runtime.md); ``threads`` sets numba's thread count for the
+        call; ``callback(t, predictions_at_t, batch_slice)`` is called after each step
+        t = 1..T of each batch; ``record`` names populations whose per-neuron rates are
+        returned; ``trace`` keeps every spike train and output potential (small nets).
+        """
+        T = int(timesteps)
+        if T <= 0:
+            raise DataError(f"timesteps must be a positive integer, got {timesteps!r}", "e.g. -T 256")
+        x = np.asarray(x)
+        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            raise DataError(f"expected raw channels-last data of shape (N, {', '.join(map(str, self.input_shape))}),"
+                            f" got {x.shape}", "convert the data to the model's input shape")
+        n = x.shape[0]
+        if labels is not None:
+            labels = np.asarray(labels).reshape(-1)
+            if labels.shape[0] != n:
+                raise DataError(f"{labels.shape[0]} labels for {n} images", "give one label per image")
+        record = list(record)
+        known = {p.name for p in self.pops}
+        for r in record:
+            if r not in known:
+                raise DataError(f"cannot record unknown population {r!r}",
+                                f"choose among {', '.join(sorted(known))}")
+        batch_size = max(1, int(batch_size))
+        old_threads = numba.get_num_threads()
+        if threads:
+            numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+        t0 = time.perf_counter()
+        parts = []
+        try:
+            from tqdm.auto import tqdm
+            with tqdm(total=n, unit="img", desc=f"simulating T={T}", disable=not progress, leave=False) as bar:
+                for b0 in range(0, n, batch_size):
+                    sl = slice(b0, min(n, b0 + batch_size))
+                    parts.append(self._run_batch(x[sl], T, early_exit, callback, sl, record, trace))
+                    bar.update(sl.stop - sl.start)
+                    if labels is not None:
+                        done = sl.stop
+                        acc = np.mean(np.concatenate([p["pred"][:, -1] for p in parts]) == labels[:done])
+                        bar.set_postfix(acc=f"{acc:.4f}")
+        finally:
+            if threads:
+                numba.set_num_threads(old_threads)
+        return self._collect(parts, n, T, labels, record, trace, time.perf_counter() - t0)
+
+    def _run_batch(self, xb, T, early_exit, callback, sl, record, trace) -> dict:
+        xb = preprocess(self.graph, xb)
+        b = xb.shape[0]
+        active = np.ones(b, dtype=np.uint8)
+        states: dict[str, _State] = {}
+        V: dict[str, np.ndarray] = {}
+        steps: list = []
+        empty = np.zeros((0, 0), dtype=np.float32)
+        i0_out = None
+        macs = np.zeros(b, dtype=np.int64)
+        for p in self.pops:
+            if p.op == "maxgate":
+                st = states[p.name] = _State(b, p.size)
+                src = states[p.gate_src]
+                steps.append(functools.partial(K.maxgate_step, src.idx, src.cnt, active, src.counts,
+                                               *p.gate_geo, st.idx, st.cnt, st.counts, st.tot))
+                continue
+            I0 = empty
+            if p.input_syn is not None:
+                I0 = np.ascontiguousarray(synapses.apply(p.input_syn, xb).reshape(b, -1), dtype=np.float32)
+                fan = synapses.SYNAPSES[p.input_syn.op].fan_in(p.input_syn, self.input_shape)
+                macs += int(fan) * p.size
+            I = I0.copy() if p.input_syn is not None else np.zeros((b, p.size), dtype=np.float32)
+            st = states[p.name] = _State(b, p.size if p.op != "output" else 1)
+            for src, e in p.edges:
+                steps.append(e.bind(states[src], active, I, st.sops))
+            has_i0 = p.input_syn is not None
+            if p.op == "output":
+                V[p.name] = np.zeros((b, p.size), dtype=np.float64)
+                steps.append(functools.partial(K.output_update, V[p.name], I, I0, has_i0, p.bias,
+                                               p.channels, active))
+                if has_i0:
+                    i0_out = I0.astype(np.float64)
+            else:
+                V[p.name] = np.full((b, p.size), self.init_membrane, dtype=np.float32)
+                steps.append(functools.partial(K.if_update, V[p.name], I, I0, has_i0, p.bias, p.channels,
+                                               active, st.idx, st.cnt, st.counts, st.tot))
+
+        vout = V[self.output_name]
+        lo = np.broadcast_to(self._lo, (b, self.n_classes)).copy()
+        hi = np.broadcast_to(self._hi, (b, self.n_classes)).copy()
+        ab = np.broadcast_to(self._abs, (b, self.n_classes)).copy()
+        if i0_out is not None:
+            lo += i0_out
+            hi += i0_out
+            ab += np.abs(i0_out)
+        pred = np.zeros((b, T), dtype=np.int64)
+        steps_run = np.full(b, T, dtype=np.int64)
+        final = np.zeros(b, dtype=np.int64)
+        vfinal = np.zeros((b, self.n_classes))
+        trains = {p.name: np.zeros((b, T, p.size), np.uint8) for p in self.pops
+                  if p.op in ("neuron", "maxgate")} if trace else {}
+        ptrace = np.zeros((b, T, self.n_classes)) if trace else None
+        rows = np.arange(b)
+        exited = np.zeros(b, dtype=bool)
+        t_done = T
+        for t in range(T):
+            for f in steps:
+                f()
+            pt = np.argmax(vout, axis=1)
+            pred[:, t] = np.where(exited, final, pt)
+            if trace:
+                for name, tr in trains.items():
+                    st = states[name]
+                    for k in range(b):
+                        tr[k, t, st.idx[k, :st.cnt[k]]] = 1
+                ptrace[:, t] = np.where(exited[:, None], vfinal, vout)
+            if callback is not None:
+                callback(t + 1, pred[:, t].copy(), sl)
+            if early_exit and t + 1 < T:
+                rem = T - (t + 1)
+                lb = vout + rem * lo
+                ub = vout + rem * hi
+                top = np.argmax(lb, axis=1)
+                margin = 1e-4 * (rem * (ab + ab[rows, top][:, None]) + np.abs(vout)
+                                 + np.abs(vout[rows, top])[:, None]) + 1e-9
+                gap = lb[rows, top][:, None] - ub - margin
+                gap[rows, top] = np.inf
+                cert = (gap.min(axis=1) > 0) & ~exited
+                if cert.any():
+                    final[cert] = top[cert]
+                    steps_run[cert] = t + 1
+                    vfinal[cert] = vout[cert]
+                    exited |= cert
+                    active[cert] = 0
+                    if exited.all():
+                        t_done = t + 1
+                        break
+        # fill the steps skipped after every image exited
+        for t in range(t_done, T):
+            pred[:, t] = final
+            if trace:
+                ptrace[:, t] = vfinal
+            if callback is not None:
+                callback(t + 1, pred[:, t].copy(), sl)
+        vfinal[~exited] = vout[~exited]
+        res = {"pred": pred, "pot": vfinal, "steps": steps_run, "macs": macs,
+               "spikes": {}, "sops": {}, "perr": {}, "rates": {}, "trains": trains, "ptrace": ptrace}
+        for p in self.pops:
+            st = states[p.name]
+            res["sops"][p.name] = st.sops.copy()
+            if p.op in ("neuron", "maxgate"):
+                res["spikes"][p.name] = st.tot.copy()
+            if p.op == "neuron":
+                res["perr"][p.name] = (V[p.name].astype(np.float64) / steps_run[:, None]).mean(axis=1)
+            if p.name in record:
+                if p.op == "output":
+                    res["rates"][p.name] = vfinal / steps_run[:, None]
+                else:
+                    res["rates"][p.name] = st.counts / steps_run[:, None].astype(np.float64)
+        return res
+
+    def _collect(self, parts, n, T, labels, record, trace, wall) -> RunResult:
+        def cat(f):
+            return np.concatenate([f(p) for p in parts]) if parts else None
+
+        steps_run = cat(lambda p: p["steps"]) if parts else np.zeros(0, np.int64)
+        spikes = {k: cat(lambda p, k=k: p["spikes"][k]) for k in (parts[0]["spikes"] if parts else {})}
+        sops = {k: cat(lambda p, k=k: p["sops"][k]) for k in (parts[0]["sops"] if parts else {})}
+        size = {p.name: p.size for p in self.pops}
+        denom = float(np.sum(steps_run)) if parts else 0.0
+        rate = {k: (float(v.sum()) / (size[k] * denom) if denom else 0.0) for k, v in spikes.items()}
+        perr = {k: float(np.mean(cat(lambda p, k=k: p["perr"][k]))) for k in (parts[0]["perr"] if parts else {})}
+        pred = cat(lambda p: p["pred"]) if parts else np.zeros((0, T), np.int64)
+        res = RunResult(
+            predictions=pred,
+            potentials=cat(lambda p: p["pot"]) if parts else np.zeros((0, self.n_classes)),
+            spikes=spikes, sops=sops, firing_rate=rate, prop_error=perr, steps_run=steps_run,
+            timesteps=T, labels=labels,
+            rates={k: cat(lambda p, k=k: p["rates"][k]) for k in record} if parts else {},
+            trains={k: cat(lambda p, k=k: p["trains"][k]) for k in parts[0]["trains"]} if parts and trace else {},
+            potential_trace=cat(lambda p: p["ptrace"]) if parts and trace else None,
+            input_macs=cat(lambda p: p["macs"]) if parts else None,
+            wall_time=wall,
+        )
+        if labels is not None and parts:
+            acc = (pred == labels[:, None]).mean(axis=0)
+            res.accuracy_at = {t + 1: float(acc[t]) for t in range(T)}
+        return res
+
+    def __repr__(self) -> str:
+        return f"Network({len(self.pops)} populations, input {self.input_shape}, {self.n_classes} outputs)"
