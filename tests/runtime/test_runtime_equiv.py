@@ -1,0 +1,139 @@
+"""The event-driven runtime must reproduce the dense numpy reference exactly (dyadic weights)."""
+import numpy as np
+import pytest
+
+from rt_nets import B, dyadic, random_resnet
+from snncc.runtime import Network, simulate_reference
+
+
+def _check_identical(g, x, T, **kw):
+    ref = simulate_reference(g, x, T)
+    res = Network(g).run(x, T, trace=True, progress=False, **kw)
+    n = x.shape[0]
+    active_any = False
+    for name, tr in ref["spikes"].items():
+        got = res.trains[name]
+        assert np.array_equal(got, tr.reshape(n, T, -1)), f"spike trains differ in {name}"
+        assert np.array_equal(res.spikes[name], tr.reshape(n, -1).sum(1))
+        active_any |= bool(tr.any())
+    assert active_any
+    assert np.array_equal(res.potential_trace, ref["potentials"].reshape(n, T, -1))
+    assert np.array_equal(res.predictions, ref["predictions"])
+    assert np.array_equal(res.potentials, ref["potentials"][:, -1].reshape(n, -1))
+    for name, v in ref["membrane"].items():
+        assert res.prop_error[name] == pytest.approx(float(np.mean(v.astype(np.float64) / T)), rel=1e-6, abs=1e-9)
+    return ref, res
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_resnet_block_dag_identical(seed):
+    g, x = random_resnet(seed)
+    _, res = _check_identical(g, x, 24, batch_size=4)
+    assert all(v.sum() > 0 for k, v in res.spikes.items())
+
+
+def test_varied_geometry_identical():
+    """Strided conv with asymmetric pads, grouped conv, overlapping padded maxgate,
+    padded avgpool, subsample_pad with offset, dense from a maxgate, init membrane."""
+    rng = np.random.default_rng(7)
+    b = B((7, 7, 2), init_membrane=0.5)
+    b.neuron("a", (7, 7, 4), dyadic(rng, 4, 0, 3))
+    b.conv("in", "a", dyadic(rng, (3, 3, 2, 4), -2, 5), pads=(1, 1, 1, 1))
+    # overlapping maxgate 3x3 stride 1 pad 1 on a (7x7x4)
+    b.maxgate("m", "a", (7, 7, 4), (3, 3), (1, 1), (1, 1, 1, 1))
+    # stride 2, pads (0, 0, 1, 1): (7 + 1 - 3)//2 + 1 = 3
+    b.neuron("s", (3, 3, 4), dyadic(rng, 4, 0, 2))
+    b.conv("a", "s", dyadic(rng, (3, 3, 4, 4), -3, 5), stride=(2, 2), pads=(0, 0, 1, 1))
+    # subsample_pad offset (1, 1) stride 2 from 7x7 -> 3x3, channel pad (0, 0)
+    b.subsample_pad("m", "s", (2, 2), (0, 0), dyadic(rng, 4, 2, 9), offset=(1, 1))
+    # grouped conv 4 -> 6 channels, groups 2, 2x2 kernel, no pad: 3x3 -> 2x2
+    b.neuron("gc", (2, 2, 6), dyadic(rng, 6, 0, 2))
+    b.conv("s", "gc", dyadic(rng, (2, 2, 2, 6), -2, 6), groups=2)
+    # padded avgpool 2x2 stride 2 pads (1,1,1,1) on 7x7 -> 4x4 (divisors 1, 2, 4)
+    b.neuron("p", (4, 4, 4))
+    b.avgpool("m", "p", (2, 2), (2, 2), dyadic(rng, 4, 4, 9), pads=(1, 1, 1, 1))
+    b.output("out", 4, dyadic(rng, 4, -2, 3))
+    b.dense("gc", "out", dyadic(rng, (24, 4), -4, 5))
+    b.dense("p", "out", dyadic(rng, (64, 4), -2, 3))
+    b.dense("m", "out", dyadic(rng, (196, 4), -1, 2))
+    g = b.done()
+    x = dyadic(rng, (5, 7, 7, 2), 0, 9)
+    _check_identical(g, x, 20, batch_size=3)
+
+
+def test_input_edge_into_output_and_threads():
+    rng = np.random.default_rng(3)
+    b = B((4, 4, 1))
+    b.neuron("a", (4, 4, 2), [0.125, 0.25])
+    b.conv("in", "a", dyadic(rng, (1, 1, 1, 2), 0, 8))
+    b.output("out", 3)
+    b.dense("a", "out", dyadic(rng, (32, 3)))
+    b.dense("in", "out", dyadic(rng, (16, 3)))
+    g = b.done()
+    x = dyadic(rng, (4, 4, 4, 1), 0, 9)
+    _check_identical(g, x, 10, threads=1)
+
+
+def test_preprocess_applied():
+    g, x = random_resnet(4)
+    g.meta["preprocess"] = {"scale": 0.5, "mean": [0.25, 0.0], "std": [0.5, 0.25]}
+    _check_identical(g, x, 12)
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_early_exit_is_certified(seed):
+    g, x = random_resnet(seed, n_out=4)
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([x, dyadic(rng, (10,) + x.shape[1:], 0, 9)])
+    T = 60
+    net = Network(g)
+    full = net.run(x, T, progress=False, batch_size=7)
+    ee = net.run(x, T, progress=False, early_exit=True, batch_size=7)
+    assert np.array_equal(ee.predictions[:, -1], full.predictions[:, -1])
+    assert (ee.steps_run <= T).all()
+    saved = ee.steps_run < T
+    # predictions after the exit repeat the certified answer
+    for i in np.flatnonzero(saved):
+        assert (ee.predictions[i, ee.steps_run[i]:] == full.predictions[i, -1]).all()
+    # up to the exit step the run is the full run
+    for i in range(len(x)):
+        s = ee.steps_run[i]
+        assert np.array_equal(ee.predictions[i, :s], full.predictions[i, :s])
+    for k in full.sops:
+        assert (ee.sops[k] <= full.sops[k]).all()
+
+
+
+def test_early_exit_saves_steps():
+    # a net whose output is dominated by a constant bias gap: certified early
+    b = B((2, 2, 1))
+    b.neuron("a", (2, 2, 2), [0.125, 0.0])
+    b.conv("in", "a", np.full((1, 1, 1, 2), 0.25, np.float32))
+    b.output("out", 3, [0.0, 0.5, 0.0])
+    b.dense("a", "out", np.array([[0.125, -0.125, 0.0]] * 8, np.float32))
+    g = b.done()
+    x = np.ones((3, 2, 2, 1), np.float32)
+    T = 100
+    full = Network(g).run(x, T, progress=False)
+    ee = Network(g).run(x, T, progress=False, early_exit=True)
+    assert np.array_equal(ee.predictions[:, -1], full.predictions[:, -1])
+    assert (ee.steps_run < T).all()
+    assert ee.sops["out"].sum() < full.sops["out"].sum()
+
+
+def test_early_exit_random_nets_save_steps():
+    saved = 0
+    for seed in range(4):
+        rng = np.random.default_rng(100 + seed)
+        b = B((6, 6, 1))
+        b.neuron("a", (6, 6, 4), dyadic(rng, 4, 0, 2))
+        b.conv("in", "a", dyadic(rng, (3, 3, 1, 4), -1, 4), pads=(1, 1, 1, 1))
+        b.output("out", 3, dyadic(rng, 3, -4, 5))
+        b.dense("a", "out", dyadic(rng, (144, 3), -1, 2) / 8)
+        g = b.done()
+        x = dyadic(rng, (16, 6, 6, 1), 0, 9)
+        full = Network(g).run(x, 80, progress=False)
+        ee = Network(g).run(x, 80, progress=False, early_exit=True)
+        assert np.array_equal(ee.predictions[:, -1], full.predictions[:, -1])
+        saved += int((ee.steps_run < 80).sum())
+    assert saved > 0
