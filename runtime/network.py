@@ -116,10 +116,16 @@ class _ConvEdge(_Edge):
         pt, pl, _, _ = _t2(syn.attrs.get("pads", (0, 0, 0, 0)))
         dh, dw = _t2(syn.attrs.get("dilation", (1, 1)))
         groups = int(syn.attrs.get("groups", 1))
-        self.geo = (ws, cs, kh, kw, cg, cout, groups, oh, ow, sh, sw, pt, pl, dh, dw)
+        self.fast = groups == 1 and sw == 1 and dw == 1
+        if self.fast:   # (KH, KW, Cin, Cout) -> (KH, Cin, KW reversed, Cout), see scatter_conv_w1
+            self.W = np.ascontiguousarray(w[:, ::-1].transpose(0, 2, 1, 3)).reshape(-1)
+            self.geo = (ws, cs, kh, kw, cout, oh, ow, sh, pt, pl, dh)
+        else:
+            self.geo = (ws, cs, kh, kw, cg, cout, groups, oh, ow, sh, sw, pt, pl, dh, dw)
 
     def bind(self, src, active, I, sops):
-        return functools.partial(K.scatter_conv, src.idx, src.cnt, active, self.W, *self.geo, I, sops)
+        fn = K.scatter_conv_w1 if self.fast else K.scatter_conv
+        return functools.partial(fn, src.idx, src.cnt, active, self.W, *self.geo, I, sops)
 
 
 class _DenseEdge(_Edge):
@@ -400,7 +406,8 @@ class Network:
             else:
                 V[p.name] = np.full((b, p.size), self.init_membrane, dtype=np.float32)
                 steps.append(functools.partial(K.if_update, V[p.name], I, I0, has_i0, p.bias, p.channels,
-                                               active, st.idx, st.cnt, st.counts, st.tot))
+                                               active, st.idx, st.cnt, st.counts, st.tot,
+                                               np.zeros((b, p.size), dtype=np.uint8)))
 
         vout = V[self.output_name]
         lo = np.broadcast_to(self._lo, (b, self.n_classes)).copy()
