@@ -17,7 +17,7 @@ import numpy as np
 from snncc.ir import EdgeKind, Graph, Node, Synapse, verify
 
 
-def resnet20_graph(seed: int = 0, gain: float = 1.6, bias: float = 0.01, classes: int = 10) -> Graph:
+def resnet20_graph(seed: int = 0, gain: float = 1.0, bias: float = 0.01, classes: int = 10) -> Graph:
     rng = np.random.default_rng(seed)
     g = Graph()
     g.meta["preprocess"] = {"scale": 1 / 255, "mean": [0.49, 0.48, 0.45], "std": [0.25, 0.24, 0.26]}
@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--T", type=int, default=350, help="time steps")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--gain", type=float, default=1.6)
+    ap.add_argument("--gain", type=float, default=1.0)
     ap.add_argument("--early-exit", action="store_true")
     a = ap.parse_args()
 

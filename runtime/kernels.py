@@ -115,7 +115,7 @@ def output_update(V, I, I0, has_i0, bias, C, active):
 
 
 @njit(cache=True, parallel=True)
-def scatter_conv(spk_idx, spk_cnt, active, W, Ws, Cs, KH, KW, Cg, Cout, groups,
+def scatter_conv(spk_idx, spk_cnt, active, W, coord, KH, KW, Cg, Cout, groups,
                  OH, OW, sh, sw, pt, pl, dh, dw, I, sops):
     """Event-driven convolution synapse: ``I += conv(s)`` for the fired neurons only.
 
@@ -124,7 +124,8 @@ def scatter_conv(spk_idx, spk_cnt, active, W, Ws, Cs, KH, KW, Cg, Cout, groups,
     vector ``W[kh, kw, ci % Cg, g*Cout/groups : (g+1)*Cout/groups]`` into
     ``I[oh, ow, same channels]`` for every output position whose window covers
     it: ``oh*sh - pt + kh*dh = h`` and ``ow*sw - pl + kw*dw = w`` in range.
-    ``sops[n]`` += number of weights added.
+    ``sops[n]`` += number of weights added.  ``coord[s] = (h, w, ci)`` decodes
+    a source index without integer divisions.
     """
     N = spk_cnt.shape[0]
     og = Cout // groups
@@ -135,10 +136,9 @@ def scatter_conv(spk_idx, spk_cnt, active, W, Ws, Cs, KH, KW, Cg, Cout, groups,
         In = I[n]
         for k in range(spk_cnt[n]):
             s = spk_idx[n, k]
-            ci = s % Cs
-            hw = s // Cs
-            w = hw % Ws
-            h = hw // Ws
+            h = coord[s, 0]
+            w = coord[s, 1]
+            ci = coord[s, 2]
             g = ci // Cg
             cil = ci - g * Cg
             co0 = g * og
@@ -171,7 +171,7 @@ def scatter_conv(spk_idx, spk_cnt, active, W, Ws, Cs, KH, KW, Cg, Cout, groups,
 
 
 @njit(cache=True, parallel=True)
-def scatter_conv_w1(spk_idx, spk_cnt, active, Wr, Ws, Cs, KH, KW, Cout, OH, OW, sh, pt, pl, dh, I, sops):
+def scatter_conv_w1(spk_idx, spk_cnt, active, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, pl, dh, I, sops):
     """Fast path of :func:`scatter_conv` for ``groups == 1`` and unit stride/dilation along W.
 
     ``Wr`` is the flattened weight re-laid out as ``(KH, Cin, KW reversed, Cout)``.
@@ -181,6 +181,7 @@ def scatter_conv_w1(spk_idx, spk_cnt, active, Wr, Ws, Cs, KH, KW, Cout, OH, OW, 
     ``kw`` axis the matching weights ``Wr[kh, ci, ...]`` do too: one vector add of
     length ``(#kw) * Cout`` per kernel row instead of ``#kw`` adds of ``Cout``.
     Same arithmetic (and order of additions per target) as :func:`scatter_conv`.
+    ``coord[s] = (h, w, ci)`` decodes a source index without integer divisions.
     """
     N = spk_cnt.shape[0]
     for n in prange(N):
@@ -190,10 +191,9 @@ def scatter_conv_w1(spk_idx, spk_cnt, active, Wr, Ws, Cs, KH, KW, Cout, OH, OW, 
         In = I[n]
         for k in range(spk_cnt[n]):
             s = spk_idx[n, k]
-            ci = s % Cs
-            hw = s // Cs
-            w = hw % Ws
-            h = hw // Ws
+            h = coord[s, 0]
+            w = coord[s, 1]
+            ci = coord[s, 2]
             b = w + pl
             jlo = b - OW + 1
             if jlo < 0:
@@ -210,9 +210,12 @@ def scatter_conv_w1(spk_idx, spk_cnt, active, Wr, Ws, Cs, KH, KW, Cout, OH, OW, 
                 a = h + pt - i * dh
                 if a < 0:
                     break
-                if a % sh != 0:
-                    continue
-                oh = a // sh
+                if sh == 1:
+                    oh = a
+                else:
+                    if a % sh != 0:
+                        continue
+                    oh = a // sh
                 if oh >= OH:
                     continue
                 t0 = (oh * OW + ow0) * Cout

@@ -103,6 +103,13 @@ class _Edge:
         raise NotImplementedError
 
 
+@functools.lru_cache(maxsize=64)
+def _coords(h: int, w: int, c: int) -> np.ndarray:
+    """(H*W*C, 3) int32 table: flat channels-last index -> (h, w, c)."""
+    hh, ww, cc = np.meshgrid(np.arange(h), np.arange(w), np.arange(c), indexing="ij")
+    return np.ascontiguousarray(np.stack([hh.ravel(), ww.ravel(), cc.ravel()], axis=1), dtype=np.int32)
+
+
 class _ConvEdge(_Edge):
     kind = "conv"
 
@@ -117,11 +124,12 @@ class _ConvEdge(_Edge):
         dh, dw = _t2(syn.attrs.get("dilation", (1, 1)))
         groups = int(syn.attrs.get("groups", 1))
         self.fast = groups == 1 and sw == 1 and dw == 1
+        coord = _coords(hs, ws, cs)
         if self.fast:   # (KH, KW, Cin, Cout) -> (KH, Cin, KW reversed, Cout), see scatter_conv_w1
             self.W = np.ascontiguousarray(w[:, ::-1].transpose(0, 2, 1, 3)).reshape(-1)
-            self.geo = (ws, cs, kh, kw, cout, oh, ow, sh, pt, pl, dh)
+            self.geo = (coord, cs, kh, kw, cout, oh, ow, sh, pt, pl, dh)
         else:
-            self.geo = (ws, cs, kh, kw, cg, cout, groups, oh, ow, sh, sw, pt, pl, dh, dw)
+            self.geo = (coord, kh, kw, cg, cout, groups, oh, ow, sh, sw, pt, pl, dh, dw)
 
     def bind(self, src, active, I, sops):
         fn = K.scatter_conv_w1 if self.fast else K.scatter_conv
