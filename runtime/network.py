@@ -26,6 +26,10 @@ from snncc.ir import EdgeKind, Graph, IRError, Synapse
 from snncc.runtime import kernels as K
 
 
+#: with threads=None, batches with fewer (images x neurons) than this run on one thread
+_SERIAL_BELOW = 200_000
+
+
 def _t2(v):
     return tuple(int(i) for i in v)
 
@@ -299,6 +303,7 @@ class Network:
                 else:
                     pop.edges.append((src, _make_edge(d["syn"], src_shape, shape)))
             self.pops.append(pop)
+        self._neurons = sum(p.size for p in self.pops)
         self._out = self.pops[-1] if self.pops[-1].name == self.output_name else \
             next(p for p in self.pops if p.name == self.output_name)
         self._static_bounds()
@@ -358,6 +363,8 @@ class Network:
                                 f"choose among {', '.join(sorted(known))}")
         batch_size = max(1, int(batch_size))
         old_threads = numba.get_num_threads()
+        if not threads and min(n, batch_size) * self._neurons < _SERIAL_BELOW:
+            threads = 1     # tiny nets: a parallel launch per kernel costs more than the work
         if threads:
             numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
         t0 = time.perf_counter()

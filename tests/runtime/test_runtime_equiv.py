@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 
 from rt_nets import B, dyadic, random_resnet
+from snncc.ir import EdgeKind, Synapse
+from snncc.nn import conv_out_hw
 from snncc.runtime import Network, simulate_reference
 
 
@@ -58,7 +60,7 @@ def test_varied_geometry_identical():
     b.dense("m", "out", dyadic(rng, (196, 4), -1, 2))
     g = b.done()
     x = dyadic(rng, (5, 7, 7, 2), 0, 9)
-    _check_identical(g, x, 20, batch_size=3)
+    _check_identical(g, x, 20, batch_size=3, threads=2)   # the parallel path too
 
 
 def test_input_edge_into_output_and_threads():
@@ -137,3 +139,25 @@ def test_early_exit_random_nets_save_steps():
         assert np.array_equal(ee.predictions[:, -1], full.predictions[:, -1])
         saved += int((ee.steps_run < 80).sum())
     assert saved > 0
+
+
+@pytest.mark.parametrize("stride,pads,dilation,groups", [
+    ((2, 1), (1, 0, 0, 2), (1, 1), 1),     # fast path with stride along H only, asymmetric pads
+    ((1, 1), (2, 2, 2, 2), (2, 2), 1),     # dilation -> general path
+    ((1, 2), (0, 1, 1, 0), (1, 1), 2),     # stride along W, grouped
+])
+def test_conv_geometries_identical(stride, pads, dilation, groups):
+    rng = np.random.default_rng(11)
+    b = B((6, 7, 2))
+    b.neuron("a", (6, 7, 4), dyadic(rng, 4, 0, 3))
+    b.conv("in", "a", dyadic(rng, (1, 1, 2, 4), 0, 6))
+    oh, ow = conv_out_hw(6, 7, (3, 3), stride, pads, dilation)
+    b.neuron("c", (oh, ow, 6), dyadic(rng, 6, 0, 2))
+    b.g.add_edge("a", "c", EdgeKind.SYNAPSE, syn=Synapse(
+        "conv", {"stride": stride, "pads": pads, "dilation": dilation, "groups": groups},
+        {"weight": dyadic(rng, (3, 3, 4 // groups, 6), -3, 5)}))
+    b.output("out", 3)
+    b.dense("c", "out", dyadic(rng, (oh * ow * 6, 3)))
+    g = b.done()
+    x = dyadic(rng, (3, 6, 7, 2), 0, 9)
+    _check_identical(g, x, 12)
