@@ -85,7 +85,7 @@ class BasicBlock(nn.Module):
     def forward(self, x):
         out = self.relu1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu2(out + self.shortcut(x))
+        return self.relu2(out + (x if self.shortcut is None else self.shortcut(x)))
 
 
 class Bottleneck(nn.Module):
@@ -109,13 +109,14 @@ class Bottleneck(nn.Module):
         out = self.relu1(self.bn1(self.conv1(x)))
         out = self.relu2(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu3(out + self.shortcut(x))
+        return self.relu3(out + (x if self.shortcut is None else self.shortcut(x)))
 
 
 def _projection(cin, cout, stride):
-    """Option-B shortcut: identity when shapes match, else 1x1 conv (stride) + BN."""
+    """Option-B shortcut: identity (None: no node in the graph) when shapes match,
+    else 1x1 conv (stride) + BN."""
     if stride == 1 and cin == cout:
-        return nn.Identity()
+        return None
     return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, 0, bias=False), nn.BatchNorm2d(cout))
 
 

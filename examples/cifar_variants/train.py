@@ -92,8 +92,26 @@ def export(model, path: Path):
                       output_names=["output"],
                       dynamic_axes={"input": {0: "N"}, "output": {0: "N"}})
     import onnx
-    onnx.checker.check_model(onnx.load(str(path)))
+    m = onnx.load(str(path))
+    if _inline_identity_initializers(m):
+        onnx.save(m, str(path))
+    onnx.checker.check_model(m)
     return model
+
+
+def _inline_identity_initializers(m) -> int:
+    """The TorchScript exporter de-duplicates equal parameters (e.g. untrained BN
+    ones/zeros) into ``Identity(initializer)`` nodes; turn those back into plain
+    initializers so the graph holds only compute nodes. Returns how many were inlined."""
+    from onnx import numpy_helper
+    g = m.graph
+    inits = {t.name: t for t in g.initializer}
+    drop = [n for n in g.node if n.op_type == "Identity" and n.input[0] in inits]
+    for n in drop:
+        arr = numpy_helper.to_array(inits[n.input[0]])
+        g.initializer.append(numpy_helper.from_array(arr.copy(), n.output[0]))
+        g.node.remove(n)
+    return len(drop)
 
 
 def ort_session(path: Path, threads: int):
