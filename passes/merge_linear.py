@@ -1,0 +1,215 @@
+"""Merge chains of linear ops that have no ReLU between them (op level).
+
+Rewrites, applied until none matches (each is exact):
+
+* ``pad`` (spatial, value 0, no channel pad) whose consumers are all ``conv``:
+  the pads are added to each conv's ``pads``; the ``pad`` node disappears.
+* ``conv``/``dense`` -> ``affine`` (the affine being its only consumer): Eq. 1 again,
+  ``W'[..., c] = s_c W[..., c]``, ``b' = s b + t``.
+* ``affine`` -> ``affine``: ``(x s1 + t1) s2 + t2 = x (s1 s2) + (t1 s2 + t2)``.
+* ``affine`` -> ``conv`` with **no padding** (the affine its only consumer):
+  ``W'[kh, kw, ci, co] = W[kh, kw, ci, co] s_ci``,
+  ``b'_co = b_co + sum_{kh, kw, ci} W[kh, kw, ci, co] t_ci``.  With padding this
+  is not exact (the pad would see ``t``, not 0), so such an affine is left in
+  place; ``eliminate_sums`` absorbs its scale (``pad(s x) = s pad(x)``) and
+  rejects a nonzero shift.
+* ``affine`` -> [``flatten`` ->] ``dense``: ``W'[f, o] = W[f, o] s_{f mod C}``,
+  ``b' = b + tile(t) W``.
+* ``globalavgpool`` -> ``flatten`` -> ``dense``: ``flatten`` -> ``dense'`` on the
+  pool's input ``(H, W, C)``, ``W'[(h W + w) C + c, o] = W[c, o] / (H W)``
+  (channels-last flatten order).  The ``flatten`` stays because an op-level
+  ``dense`` takes a 1-D operand; ``eliminate_sums`` makes it implicit.
+* ``globalavgpool`` -> ``conv`` 1x1 (stride any, no pads): one ``conv`` with an
+  ``H x W`` kernel ``W'[h, w, c, o] = W[0, 0, c, o] / (H W)``.
+* ``dense`` -> ``dense``: ``W = W1 W2``, ``b = b1 W2 + b2``.
+
+``subsample`` + channel ``pad`` (option-A shortcuts) are left to
+``eliminate_sums``, which composes them into one ``subsample_pad`` synapse.
+
+PRE: op level, no ``batchnorm`` (run ``fold_batchnorm`` first).
+POST: no zero ``pad`` directly before a conv, no affine after a conv/dense.
+Guarantee: exact in the analog view (up to rounding of the merged parameters).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from snncc.ir import EdgeKind, Graph
+
+from ._util import bypass, can_bypass, chan, data_pred, only_consumer
+from .fold_batchnorm import fold_affine_into_linear
+
+NAME = "merge_linear"
+
+
+def _t(v, n=2):
+    return tuple(int(i) for i in v)
+
+
+def _is_data(g, u, v):
+    return g.edge(u, v)["kind"] is EdgeKind.DATA
+
+
+def _pad_into_conv(g: Graph, n) -> bool:
+    if n.op != "pad" or float(n.attrs.get("value", 0.0)) != 0.0 or any(_t(n.attrs.get("cpad", (0, 0)))):
+        return False
+    cons = g.succs(n.name)
+    if not cons or any(g.node(c).op != "conv" for c in cons):
+        return False
+    src = data_pred(g, n.name)
+    if any(g.nx.has_edge(src, c) for c in cons):
+        return False
+    p = _t(n.attrs.get("pads", (0, 0, 0, 0)))
+    for c in cons:
+        cn = g.node(c)
+        cp = _t(cn.attrs.get("pads", (0, 0, 0, 0)))
+        cn.attrs["pads"] = tuple(a + b for a, b in zip(cp, p))
+    for c in cons:
+        g.nx.remove_edge(n.name, c)
+        g.add_edge(src, c, EdgeKind.DATA, 0)
+    g.remove_node(n.name)
+    return True
+
+
+def _affine_after_linear(g: Graph, n) -> bool:
+    if n.op != "affine":
+        return False
+    src = data_pred(g, n.name)
+    lin = g.node(src)
+    if lin.op not in ("conv", "dense") or only_consumer(g, src) != n.name or not can_bypass(g, n.name, src):
+        return False
+    c = lin.params["weight"].shape[-1]
+    fold_affine_into_linear(lin, chan(n.params["scale"], c), chan(n.params["shift"], c))
+    bypass(g, n.name, src)
+    return True
+
+
+def _affine_affine(g: Graph, n) -> bool:
+    if n.op != "affine":
+        return False
+    src = data_pred(g, n.name)
+    a = g.node(src)
+    if a.op != "affine" or only_consumer(g, src) != n.name or not can_bypass(g, n.name, src):
+        return False
+    c = n.channels
+    s1, t1 = chan(a.params["scale"], c), chan(a.params["shift"], c)
+    s2, t2 = chan(n.params["scale"], c), chan(n.params["shift"], c)
+    dt = a.params["scale"].dtype
+    a.params = {"scale": (s1 * s2).astype(dt), "shift": (t1 * s2 + t2).astype(dt)}
+    bypass(g, n.name, src)
+    return True
+
+
+def _affine_before_linear(g: Graph, n) -> bool:
+    if n.op != "affine":
+        return False
+    cons = only_consumer(g, n.name)
+    if cons is None:
+        return False
+    nxt = g.node(cons)
+    c = n.channels
+    s, t = chan(n.params["scale"], c), chan(n.params["shift"], c)
+    src = data_pred(g, n.name)
+    if nxt.op == "conv":
+        if any(_t(nxt.attrs.get("pads", (0, 0, 0, 0)))) and np.any(t != 0):
+            return False
+        w = nxt.params["weight"]
+        groups = int(nxt.attrs.get("groups", 1))
+        kh, kw, cg, cout = w.shape
+        og = cout // groups
+        idx = np.array([[(co // og) * cg + ci for co in range(cout)] for ci in range(cg)])   # (cg, cout)
+        w64 = np.asarray(w, np.float64)
+        b = nxt.params.get("bias")
+        b64 = np.zeros(cout) if b is None else np.asarray(b, np.float64)
+        b64 = b64 + np.einsum("hwio,io->o", w64, t[idx])
+        nxt.params["weight"] = (w64 * s[idx]).astype(w.dtype)
+        nxt.params["bias"] = b64.astype(w.dtype)
+        target = cons
+    elif nxt.op in ("flatten", "dense"):
+        dense_name = cons if nxt.op == "dense" else only_consumer(g, cons)
+        if dense_name is None or g.node(dense_name).op != "dense":
+            return False
+        d = g.node(dense_name)
+        w = d.params["weight"]
+        reps = w.shape[0] // c
+        sf, tf = np.tile(s, reps), np.tile(t, reps)
+        w64 = np.asarray(w, np.float64)
+        b = d.params.get("bias")
+        b64 = (np.zeros(w.shape[1]) if b is None else np.asarray(b, np.float64)) + tf @ w64
+        d.params["weight"] = (w64 * sf[:, None]).astype(w.dtype)
+        d.params["bias"] = b64.astype(w.dtype)
+        target = cons
+    else:
+        return False
+    if g.nx.has_edge(src, target):
+        return False
+    g.nx.remove_edge(n.name, target)
+    g.remove_node(n.name)
+    g.add_edge(src, target, EdgeKind.DATA, 0)
+    return True
+
+
+def _gap(g: Graph, n) -> bool:
+    if n.op != "globalavgpool":
+        return False
+    cons = only_consumer(g, n.name)
+    if cons is None:
+        return False
+    src = data_pred(g, n.name)
+    h, w_, c = g.node(src).shape
+    nxt = g.node(cons)
+    if nxt.op == "flatten":
+        dn = only_consumer(g, cons)
+        if dn is None or g.node(dn).op != "dense" or g.nx.has_edge(src, cons):
+            return False
+        d = g.node(dn)
+        w = d.params["weight"]
+        d.params["weight"] = (np.tile(np.asarray(w, np.float64), (h * w_, 1)) / (h * w_)).astype(w.dtype)
+        nxt.shape = (h * w_ * c,)
+    elif nxt.op == "conv":
+        w = nxt.params["weight"]
+        if w.shape[:2] != (1, 1) or any(_t(nxt.attrs.get("pads", (0, 0, 0, 0)))) or g.nx.has_edge(src, cons):
+            return False
+        nxt.params["weight"] = (np.tile(np.asarray(w, np.float64), (h, w_, 1, 1)) / (h * w_)).astype(w.dtype)
+        nxt.attrs["stride"], nxt.attrs["dilation"] = (1, 1), (1, 1)
+    else:
+        return False
+    g.nx.remove_edge(n.name, cons)
+    g.remove_node(n.name)
+    g.add_edge(src, cons, EdgeKind.DATA, 0)
+    return True
+
+
+def _dense_dense(g: Graph, n) -> bool:
+    if n.op != "dense":
+        return False
+    src = data_pred(g, n.name)
+    a = g.node(src)
+    if a.op != "dense" or only_consumer(g, src) != n.name or not can_bypass(g, n.name, src):
+        return False
+    w1, w2 = np.asarray(a.params["weight"], np.float64), np.asarray(n.params["weight"], np.float64)
+    b1 = a.params.get("bias")
+    b2 = n.params.get("bias")
+    b = (0 if b1 is None else np.asarray(b1, np.float64) @ w2) + (0 if b2 is None else np.asarray(b2, np.float64))
+    dt = a.params["weight"].dtype
+    a.params = {"weight": (w1 @ w2).astype(dt), "bias": (np.zeros(w2.shape[1]) + b).astype(dt)}
+    a.shape = tuple(n.shape)
+    bypass(g, n.name, src)
+    return True
+
+
+RULES = (_pad_into_conv, _affine_after_linear, _affine_affine, _affine_before_linear, _gap, _dense_dense)
+
+
+def run(graph: Graph, ctx=None) -> Graph:
+    changed = True
+    while changed:
+        changed = False
+        for n in list(graph.nodes()):
+            if n.name not in graph or n.op == "input":
+                continue
+            for rule in RULES:
+                if rule(graph, n):
+                    changed = True
+                    break
+    return graph

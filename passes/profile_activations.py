@@ -1,0 +1,214 @@
+"""Activation profiling for data-based normalisation (Eq. 4-5): exact percentiles.
+
+Maths
+-----
+For every population ``l`` (``neuron``, ``maxgate``, ``output``) and the
+calibration set, ``lambda_l`` of Eq. 4-5 is the p-th percentile of the ANN
+activations of layer ``l``: layer-wise over all images and neurons, or
+channel-wise per channel over images and positions.  The percentile is numpy's
+default (linear interpolation): for ``n`` sorted values ``a``, virtual index
+``i = (n - 1) p / 100``, result ``lerp(a[floor i], a[floor i + 1], i - floor i)``.
+
+Bounded memory: ``n`` is known in advance (images x neurons), so only the
+``k = n - floor((n - 1) p / 100) + 1`` largest values can matter; each batch's
+values are merged into a running top-k buffer with ``np.partition``.  The
+result reproduces ``np.percentile`` over the full stacked float64 activations
+bit for bit (the same index, gamma and lerp formulas are used).
+
+Where activations come from: onnxruntime on ``graph.onnx_model`` with every
+population's ``onnx_tensor`` added as an extra graph output (on a copy of the
+ModelProto).  The calibration images (raw, channels-last) get the *external*
+preprocessing ``meta['preprocess_external']`` (what the ONNX model expects; the
+in-graph normalisation folded by ``fold_input_affine`` is in the model itself)
+and are transposed to the model's own layout (``meta['input_layout']``).
+Populations without an ``onnx_tensor`` (or graphs without a model, e.g. in
+tests) are profiled with the analog interpreter on the (not yet normalised)
+graph, which equals the ANN exactly.
+
+Result: ``meta['activations'][pop] = {'layer': float, 'channel': list | None,
+'max': float}`` (``channel`` only with ``ctx.channel_wise``; never for the
+output), ``meta['percentile']``.  NaN/inf activations raise ``DataError``.
+Analysis only: the graph is unchanged.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from snncc.errors import DataError, ModelError
+from snncc.ir import Graph
+
+NAME = "profile_activations"
+
+
+# -- exact streaming percentile ------------------------------------------------
+def percentile_index(n: int, p: float) -> tuple[int, int, np.float64]:
+    """numpy's (linear) neighbours and gamma for the p-th percentile of n values."""
+    q = np.true_divide(p, 100)
+    vi = np.float64((n - 1) * q)
+    prev = int(np.floor(vi))
+    if vi >= n - 1:
+        return n - 1, n - 1, vi - np.float64(-1)
+    if vi < 0:
+        return 0, 0, vi
+    return prev, prev + 1, vi - np.float64(prev)
+
+
+def _lerp(a, b, t):
+    d = b - a
+    return (b - d * (1 - t)) if t >= 0.5 else (a + d * t)
+
+
+def topk_needed(n: int, p: float) -> int:
+    """How many of the largest values determine the p-th percentile of n values."""
+    lo, _, _ = percentile_index(n, p)
+    return max(1, min(n, n - lo + 1))
+
+
+class TopK:
+    """Running top-k of ``rows`` independent streams (one per channel, or 1 for the layer)."""
+
+    def __init__(self, rows: int, n: int, p: float):
+        self.n, self.p = n, p
+        self.k = topk_needed(n, p)
+        self.buf = np.empty((rows, 0))
+        self.seen = 0
+
+    def update(self, vals: np.ndarray) -> None:
+        """``vals``: (rows, m) new float64 values."""
+        self.seen += vals.shape[1]
+        allv = np.concatenate([self.buf, vals], axis=1)
+        if allv.shape[1] > self.k:
+            allv = np.partition(allv, allv.shape[1] - self.k, axis=1)[:, -self.k:]
+        self.buf = allv
+
+    def result(self) -> np.ndarray:
+        if self.seen != self.n:
+            raise DataError(f"profiling saw {self.seen} values, expected {self.n}")
+        lo, hi, gamma = percentile_index(self.n, self.p)
+        s = np.sort(self.buf, axis=1)           # s[:, j] == sorted_full[n - k + j]
+        base = self.n - s.shape[1]
+        a, b = s[:, lo - base], s[:, hi - base]
+        return np.array([_lerp(np.float64(x), np.float64(y), gamma) for x, y in zip(a, b)])
+
+
+# -- activation sources ----------------------------------------------------------
+def _external_preprocess(meta, x):
+    p = meta.get("preprocess_external") or meta.get("preprocess") or {}
+    y = np.asarray(x, np.float64) * float(p.get("scale", 1.0))
+    if p.get("mean") is not None:
+        y = y - np.asarray(p["mean"], np.float64)
+    if p.get("std") is not None:
+        y = y / np.asarray(p["std"], np.float64)
+    return y
+
+
+class _OrtSource:
+    def __init__(self, graph: Graph, names: list[str]):
+        import onnx
+        import onnxruntime as ort
+        m = onnx.ModelProto()
+        m.CopyFrom(graph.onnx_model)
+        types = {}
+        try:
+            inf = onnx.shape_inference.infer_shapes(m)
+            for vi in list(inf.graph.value_info) + list(inf.graph.output) + list(inf.graph.input):
+                types[vi.name] = vi.type.tensor_type.elem_type
+        except Exception:       # noqa: BLE001 - types are a convenience
+            pass
+        self.input_name = graph.meta.get("input_name") or m.graph.input[0].name
+        inp = next(i for i in m.graph.input if i.name == self.input_name)
+        in_type = inp.type.tensor_type.elem_type
+        have = {o.name for o in m.graph.output}
+        for t in names:
+            if t not in have:
+                m.graph.output.append(onnx.helper.make_tensor_value_info(t, types.get(t, in_type) or in_type, None))
+                have.add(t)
+        self.names = names
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        self.sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        self.dtype = onnx.helper.tensor_dtype_to_np_dtype(in_type)
+        self.layout = graph.meta.get("input_layout", "NCHW")
+        shp = graph.meta.get("onnx_input_shape")
+        self.shape = tuple(int(s) for s in shp) if shp and all(isinstance(s, (int, np.integer)) and s > 0
+                                                               for s in shp) else None
+        self.meta = graph.meta
+
+    def __call__(self, xb):
+        x = _external_preprocess(self.meta, xb)
+        if x.ndim == 4 and self.layout == "NCHW":
+            x = x.transpose(0, 3, 1, 2)
+        if self.shape is not None:
+            x = x.reshape((x.shape[0],) + self.shape)
+        outs = self.sess.run(self.names, {self.input_name: np.ascontiguousarray(x.astype(self.dtype))})
+        return dict(zip(self.names, outs))
+
+
+def _to_cl(arr, perm, shape, name):
+    a = np.asarray(arr, np.float64)
+    if perm is not None and tuple(perm) != tuple(range(a.ndim)):
+        a = a.transpose(perm)
+    if int(np.prod(a.shape[1:])) != int(np.prod(shape)):
+        raise ModelError(f"ONNX tensor for population {name!r} has shape {a.shape[1:]}, expected {tuple(shape)}",
+                         "the front end recorded a wrong onnx_tensor for this node")
+    return a.reshape((a.shape[0],) + tuple(shape))
+
+
+def run(graph: Graph, ctx) -> Graph:
+    if ctx is None or ctx.calib is None:
+        raise DataError("activation profiling needs calibration data", "pass calibration images (--calib)")
+    x = np.asarray(ctx.calib)
+    n_img = int(x.shape[0])
+    if n_img == 0:
+        raise DataError("calibration data has no images", "pass at least one calibration image")
+    pops = [p for p in graph.populations() if p.op != "input"]
+    p = float(ctx.percentile)
+    use_ort = graph.onnx_model is not None
+    ort_pops = [q for q in pops if use_ort and q.onnx_tensor]
+    ana_pops = [q for q in pops if q not in ort_pops]
+    if ana_pops and graph.meta.get("normalized"):
+        if all(q.name in graph.meta.get("activations", {}) for q in ana_pops):
+            ctx.log("profile_activations: graph already normalised; keeping the recorded activations")
+            return graph
+        raise ModelError("cannot profile populations without an ONNX tensor on a normalised graph",
+                         "profile before normalize")
+    src = _OrtSource(graph, sorted({q.onnx_tensor for q in ort_pops})) if ort_pops else None
+    layer = {q.name: TopK(1, n_img * int(np.prod(q.shape)), p) for q in pops}
+    chw = {q.name: TopK(q.channels, n_img * int(np.prod(q.shape[:-1])), p)
+           for q in pops if ctx.channel_wise and q.op != "output"}
+    mx = {q.name: -np.inf for q in pops}
+    bs = max(1, int(ctx.batch_size or 64))
+    from tqdm import tqdm
+    for i in tqdm(range(0, n_img, bs), desc="profiling", unit="batch", disable=not ctx.progress, leave=False):
+        xb = x[i:i + bs]
+        vals = {}
+        if src is not None:
+            o = src(xb)
+            for q in ort_pops:
+                vals[q.name] = _to_cl(o[q.onnx_tensor], q.onnx_perm, q.shape, q.name)
+        if ana_pops:
+            from snncc.analog import run_analog
+            a = run_analog(graph, xb, keep=True)
+            for q in ana_pops:
+                vals[q.name] = np.asarray(a[q.name], np.float64)
+        for q in pops:
+            v = vals[q.name]
+            if not np.all(np.isfinite(v)):
+                raise DataError(f"non-finite activations in population {q.name!r} on calibration batch {i // bs}",
+                                "check the calibration data and preprocessing (--input-scale/--mean/--std)")
+            layer[q.name].update(v.reshape(1, -1))
+            mx[q.name] = max(mx[q.name], float(v.max()))
+            if q.name in chw:
+                chw[q.name].update(v.reshape(-1, q.channels).T)
+    acts = {}
+    for q in pops:
+        acts[q.name] = {"layer": float(layer[q.name].result()[0]),
+                        "channel": [float(v) for v in chw[q.name].result()] if q.name in chw else None,
+                        "max": float(mx[q.name])}
+    graph.meta["activations"] = acts
+    graph.meta["percentile"] = p
+    graph.meta["profile"] = {"images": n_img, "source": "onnxruntime" if not ana_pops else
+                             ("analog" if not ort_pops else "onnxruntime+analog")}
+    return graph
