@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+
+import tinyonnx
+from helpers import ctx
+from opnets import plain, resnet
+from snncc.analog import run_analog
+from snncc.errors import DataError
+from snncc.passes import eliminate_sums, fold_batchnorm, fold_input_affine, merge_linear, profile_activations
+from snncc.passes.profile_activations import TopK, topk_needed
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 1000, 4099])
+@pytest.mark.parametrize("p", [100, 99.9, 99.99, 99, 50, 0.5, 33.3])
+def test_streaming_percentile_is_numpy_exact(n, p):
+    rng = np.random.default_rng(n)
+    v = rng.normal(size=n) * rng.integers(0, 2, size=n)        # many ties (zeros), like ReLU outputs
+    t = TopK(1, n, p)
+    for i in range(0, n, 97):
+        t.update(v[None, i:i + 97])
+    assert t.buf.shape[1] <= topk_needed(n, p)
+    assert t.result()[0] == np.percentile(v, p)
+
+
+def test_topk_size():
+    assert topk_needed(10 ** 6, 100) == 2
+    n = 10 ** 6
+    assert topk_needed(n, 99.9) == n - int(np.floor((n - 1) * 99.9 / 100)) + 1
+
+
+def _lowered(make):
+    g, x = make()
+    for p in (fold_batchnorm, fold_input_affine, merge_linear, eliminate_sums):
+        g = p.run(g, None)
+    return g, x
+
+
+@pytest.mark.parametrize("make", [resnet, plain])
+@pytest.mark.parametrize("cw", [False, True])
+def test_equals_np_percentile_over_stacked(make, cw):
+    g, x = _lowered(make)
+    g = profile_activations.run(g, ctx(x, channel_wise=cw, batch_size=5, percentile=99.0))
+    acts = run_analog(g, x, keep=True)
+    for p in g.populations():
+        if p.op == "input":
+            continue
+        a = np.asarray(acts[p.name], np.float64)
+        rec = g.meta["activations"][p.name]
+        assert rec["layer"] == np.percentile(a, 99.0)
+        assert rec["max"] == a.max()
+        if cw and p.op != "output":
+            assert rec["channel"] == [float(v) for v in np.percentile(a.reshape(-1, p.channels), 99.0, axis=0)]
+        else:
+            assert rec["channel"] is None
+
+
+def test_onnxruntime_path_matches_analog():
+    g, x = tinyonnx.make()
+    np.testing.assert_allclose(run_analog(g, x), tinyonnx.ort_logits(g, x), rtol=1e-5, atol=1e-5)
+    g = fold_batchnorm.run(g, None)
+    g = fold_input_affine.run(g, None)
+    g = eliminate_sums.run(merge_linear.run(g, None), None)
+    g = profile_activations.run(g, ctx(x, channel_wise=True, batch_size=8))
+    assert g.meta["profile"]["source"] == "onnxruntime"
+    acts = run_analog(g, x, keep=True)
+    for p in g.populations():
+        if p.op == "input":
+            continue
+        a = np.asarray(acts[p.name])
+        rec = g.meta["activations"][p.name]
+        np.testing.assert_allclose(rec["layer"], np.percentile(a, 99.9), rtol=1e-5)
+        np.testing.assert_allclose(rec["max"], a.max(), rtol=1e-5)
+
+
+def test_graph_unchanged_and_errors():
+    g, x = _lowered(plain)
+    from helpers import signature
+    before = signature(g)[:2]
+    g = profile_activations.run(g, ctx(x))
+    assert signature(g)[:2] == before
+    with pytest.raises(DataError):
+        profile_activations.run(g, ctx(None))
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(DataError, match="non-finite"):
+        profile_activations.run(g, ctx(bad))
