@@ -1,0 +1,113 @@
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+
+import tinyonnx
+from helpers import ctx
+from opnets import plain, resnet
+from snncc.analog import run_analog
+from snncc.ir import verify
+from snncc.passes import PASS_NAMES, PIPELINE, pass_name, run_pipeline
+
+FIX = os.path.join(os.path.dirname(__file__), "..", "fixtures")
+
+
+def test_pipeline_is_literal_and_ordered():
+    assert [pass_name(f) for f in PIPELINE] == PASS_NAMES == [
+        "fold_batchnorm", "fold_input_affine", "merge_linear", "eliminate_sums",
+        "profile_activations", "normalize", "compensate"]
+
+
+@pytest.mark.parametrize("make", [resnet, plain])
+def test_run_pipeline_verify_dump_on_pass(make, tmp_path):
+    g, x = make()
+    ref = run_analog(g, x)
+    seen = []
+
+    def on_pass(name, graph):
+        seen.append(name)
+        lam = graph.meta.get("lambda", {}).get(graph.output.name, 1.0)
+        np.testing.assert_allclose(run_analog(graph, x) * lam, ref, rtol=1e-9, atol=1e-9)
+
+    g = run_pipeline(g, ctx(x, channel_wise=True, init_membrane=0.5), verify=True, dump_ir=str(tmp_path),
+                     on_pass=on_pass)
+    assert seen == PASS_NAMES
+    assert g.is_spiking_level()
+    assert g.meta["passes"] == PASS_NAMES and g.meta["init_membrane"] == 0.5 and g.meta["zeta"] == 1.0
+    files = sorted(os.listdir(tmp_path))
+    assert files == ["00_input.txt"] + [f"{i:02d}_{n}.txt" for i, n in enumerate(PASS_NAMES, 1)]
+    text = (tmp_path / "04_eliminate_sums.txt").read_text()
+    assert "neuron" in text and "syn=conv" in text and "<-" in text
+
+
+def test_tiny_onnx_end_to_end():
+    g, x = tinyonnx.make()
+    ref = tinyonnx.ort_logits(g, x)
+    g = run_pipeline(g, ctx(x), verify=True)
+    y = run_analog(g, x) * g.meta["lambda"][g.output.name]
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    assert np.array_equal(np.argmax(y, 1), np.argmax(ref, 1))
+
+
+# -- committed ONNX fixtures through the real front end ---------------------------
+def _fixtures():
+    return sorted(glob.glob(os.path.join(FIX, "*.onnx")) + glob.glob(os.path.join(FIX, "*", "*.onnx")))
+
+
+def _frontend():
+    try:
+        from snncc.frontend import import_onnx
+        return import_onnx
+    except ImportError:
+        return None
+
+
+@pytest.mark.parametrize("path", _fixtures() or [None], ids=lambda p: os.path.basename(p) if p else "none")
+def test_fixture_every_pass_matches_onnxruntime(path):
+    import_onnx = _frontend()
+    if path is None or import_onnx is None:
+        pytest.skip("front end or ONNX fixtures not available")
+    import onnxruntime as ort
+
+    g = import_onnx(path)
+    hwc = tuple(g.input.shape)
+    side = os.path.splitext(path)[0] + ".json"
+    pre = {"scale": 1.0, "mean": None, "std": None}
+    if os.path.exists(side):
+        meta = json.load(open(side)).get("preprocessing") or {}
+        if meta:
+            sc = meta.get("scale", 1.0)
+            pre = {"scale": 1 / 255 if sc == "1/255" else float(sc), "mean": meta.get("mean"),
+                   "std": meta.get("std")}
+    g.meta["preprocess"] = pre
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(0, 255 if pre["scale"] != 1.0 else 1.0, size=(12,) + hwc)
+    # onnxruntime on the original model, fed the externally preprocessed input in its own layout
+    xin = raw * pre["scale"]
+    if pre["mean"] is not None:
+        xin = xin - np.asarray(pre["mean"])
+    if pre["std"] is not None:
+        xin = xin / np.asarray(pre["std"])
+    if len(hwc) == 3 and g.meta.get("input_layout", "NCHW") == "NCHW":
+        xin = xin.transpose(0, 3, 1, 2)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {sess.get_inputs()[0].name: xin.astype(np.float32)})[0].reshape(raw.shape[0], -1)
+    tol = 1e-4 * float(np.abs(ref).max())
+
+    def on_pass(name, graph):
+        lam = graph.meta.get("lambda", {}).get(graph.output.name, 1.0)
+        y = (run_analog(graph, raw) * lam).reshape(raw.shape[0], -1)
+        np.testing.assert_allclose(y, ref, rtol=1e-4, atol=tol, err_msg=f"after {name}")
+        assert np.array_equal(np.argmax(y, 1), np.argmax(ref, 1)), name
+
+    c = ctx(raw, channel_wise=True, percentile=99.9, batch_size=6)
+    g = run_pipeline(g, c, verify=True, on_pass=on_pass)
+    verify(g)
+    acts = run_analog(g, raw, keep=True)
+    for p in g.by_op("neuron"):
+        a = np.asarray(acts[p.name]).reshape(-1, p.channels)
+        live = np.asarray(g.meta["activations"][p.name]["channel"]) > 0
+        np.testing.assert_allclose(np.percentile(a, 99.9, axis=0)[live], 1.0, rtol=1e-4)
