@@ -148,7 +148,10 @@ class _OrtSource:
 
 def _to_cl(arr, perm, shape, name):
     a = np.asarray(arr, np.float64)
-    if perm is not None and tuple(perm) != tuple(range(a.ndim)):
+    if perm is not None and len(perm) != a.ndim and a.ndim > 2:
+        raise ModelError(f"ONNX tensor for population {name!r} has rank {a.ndim} but onnx_perm {tuple(perm)}",
+                         "the front end recorded a wrong onnx_perm for this node")
+    if perm is not None and len(perm) == a.ndim and tuple(perm) != tuple(range(a.ndim)):
         a = a.transpose(perm)
     if int(np.prod(a.shape[1:])) != int(np.prod(shape)):
         raise ModelError(f"ONNX tensor for population {name!r} has shape {a.shape[1:]}, expected {tuple(shape)}",
