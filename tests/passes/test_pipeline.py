@@ -65,26 +65,14 @@ def _frontend():
         return None
 
 
-@pytest.mark.parametrize("path", _fixtures() or [None], ids=lambda p: os.path.basename(p) if p else "none")
-def test_fixture_every_pass_matches_onnxruntime(path):
-    import_onnx = _frontend()
-    if path is None or import_onnx is None:
-        pytest.skip("front end or ONNX fixtures not available")
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "snncc", "data")
+
+
+def _check_against_ort(path, g, raw, pre):
     import onnxruntime as ort
 
-    g = import_onnx(path)
-    hwc = tuple(g.input.shape)
-    side = os.path.splitext(path)[0] + ".json"
-    pre = {"scale": 1.0, "mean": None, "std": None}
-    if os.path.exists(side):
-        meta = json.load(open(side)).get("preprocessing") or {}
-        if meta:
-            sc = meta.get("scale", 1.0)
-            pre = {"scale": 1 / 255 if sc == "1/255" else float(sc), "mean": meta.get("mean"),
-                   "std": meta.get("std")}
     g.meta["preprocess"] = pre
-    rng = np.random.default_rng(0)
-    raw = rng.uniform(0, 255 if pre["scale"] != 1.0 else 1.0, size=(12,) + hwc)
+    hwc = tuple(g.input.shape)
     # onnxruntime on the original model, fed the externally preprocessed input in its own layout
     xin = raw * pre["scale"]
     if pre["mean"] is not None:
@@ -103,11 +91,46 @@ def test_fixture_every_pass_matches_onnxruntime(path):
         np.testing.assert_allclose(y, ref, rtol=1e-4, atol=tol, err_msg=f"after {name}")
         assert np.array_equal(np.argmax(y, 1), np.argmax(ref, 1)), name
 
-    c = ctx(raw, channel_wise=True, percentile=99.9, batch_size=6)
+    c = ctx(raw, channel_wise=True, percentile=99.9, batch_size=16)
     g = run_pipeline(g, c, verify=True, on_pass=on_pass)
     verify(g)
+    assert g.is_spiking_level()
     acts = run_analog(g, raw, keep=True)
     for p in g.by_op("neuron"):
         a = np.asarray(acts[p.name]).reshape(-1, p.channels)
         live = np.asarray(g.meta["activations"][p.name]["channel"]) > 0
         np.testing.assert_allclose(np.percentile(a, 99.9, axis=0)[live], 1.0, rtol=1e-4)
+    return g
+
+
+@pytest.mark.parametrize("path", _fixtures() or [None], ids=lambda p: os.path.basename(p) if p else "none")
+def test_fixture_every_pass_matches_onnxruntime(path):
+    import_onnx = _frontend()
+    if path is None or import_onnx is None:
+        pytest.skip("front end or ONNX fixtures not available")
+    g = import_onnx(path)
+    hwc = tuple(g.input.shape)
+    side = os.path.splitext(path)[0] + ".json"
+    pre = {"scale": 1.0, "mean": None, "std": None}
+    if os.path.exists(side):
+        meta = json.load(open(side)).get("preprocessing") or {}
+        if meta:
+            sc = meta.get("scale", 1.0)
+            pre = {"scale": 1 / 255 if sc == "1/255" else float(sc), "mean": meta.get("mean"),
+                   "std": meta.get("std")}
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(0, 255 if pre["scale"] != 1.0 else 1.0, size=(12,) + hwc)
+    _check_against_ort(path, g, raw, pre)
+
+
+def test_embedded_digits_resnet_option_a():
+    import_onnx = _frontend()
+    path = os.path.join(DATA, "digits_resnet.onnx")
+    if import_onnx is None or not os.path.exists(path):
+        pytest.skip("front end or embedded digits model not available")
+    d = np.load(os.path.join(DATA, "digits_calib.npz"))
+    raw = d["x"][:100].astype(np.float64).transpose(0, 2, 3, 1)
+    pre = {"scale": float(d["scale"][0]), "mean": [float(d["mean"][0])], "std": [float(d["std"][0])]}
+    g = _check_against_ort(path, import_onnx(path), raw, pre)
+    short = sorted(dd["syn"].op for _, _, dd in g.nx.edges(data=True) if dd["kind"].value == "shortcut")
+    assert short == ["identity", "identity", "subsample_pad"]
