@@ -1,0 +1,823 @@
+"""One handler per ONNX op type (see :mod:`snncc.frontend.registry`).
+
+Each handler reads one ONNX node and either adds IR nodes (``ctx.add``) or
+only re-labels tensors (layout changes, aliases); it must set ``ctx.values``
+for every output that is used downstream.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+
+from snncc.frontend.importer import NCHW, NHWC, Ctx, Feat
+from snncc.frontend.registry import RELU_HINT, register
+
+FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
+               onnx.TensorProto.BFLOAT16}
+
+
+# -- helpers ---------------------------------------------------------------------
+def attrs(node) -> dict:
+    out = {}
+    for a in node.attribute:
+        v = onnx.helper.get_attribute_value(a)
+        out[a.name] = v.decode() if isinstance(v, bytes) else v
+    return out
+
+
+def _ints(v):
+    return tuple(int(i) for i in v)
+
+
+def _spatial(ctx: Ctx, f: Feat, what: str = "input") -> None:
+    """Require an NCHW-ordered rank-4 ONNX tensor (what Conv/pooling operate on)."""
+    if f.rank != 4 or f.view is not None:
+        raise ctx.error(f"{what} must be a rank-4 feature map, got rank {f.rank}",
+                        "apply this op to (N, C, H, W) feature maps only")
+    if tuple(f.perm) != NCHW:
+        raise ctx.error(f"{what} is not in NCHW order (axes permutation {tuple(f.perm)} from channels-last)",
+                        "insert a Transpose to NCHW before this op (what tf2onnx/keras exporters do)")
+
+
+def _pads(ctx: Ctx, a: dict, hw, k, s, d) -> tuple:
+    auto = a.get("auto_pad", "NOTSET") or "NOTSET"
+    if auto == "NOTSET":
+        p = _ints(a.get("pads", (0, 0, 0, 0)))
+        if len(p) != 4:
+            raise ctx.error(f"pads {p} is not 2-D", "export 2-D convolutions/pooling")
+        if min(p) < 0:
+            raise ctx.error(f"negative pads {p}", "export without negative padding")
+        return p
+    if auto == "VALID":
+        return (0, 0, 0, 0)
+    if auto not in ("SAME_UPPER", "SAME_LOWER"):
+        raise ctx.error(f"unknown auto_pad {auto!r}", "use explicit pads")
+    beg, end = [], []
+    for i in range(2):
+        out = -(-hw[i] // s[i])
+        tot = max((out - 1) * s[i] + (k[i] - 1) * d[i] + 1 - hw[i], 0)
+        small, big = tot // 2, tot - tot // 2
+        beg.append(small if auto == "SAME_UPPER" else big)
+        end.append(big if auto == "SAME_UPPER" else small)
+    return (beg[0], beg[1], end[0], end[1])
+
+
+def _unused_extra_outputs(ctx: Ctx, node, first: int = 1) -> None:
+    for o in node.output[first:]:
+        if o and (ctx.consumers.get(o) or o == ctx.output_name):
+            raise ctx.error(f"output {o!r} (beyond the first) is used", "use only the op's main output")
+
+
+def _chan_vec(ctx: Ctx, f: Feat, c, what: str) -> np.ndarray:
+    """A constant broadcast against feature tensor ``f`` -> per-channel IR vector (C,)."""
+    c = np.asarray(c, dtype=np.float64)
+    full = (1,) + tuple(ctx.onnx_shape(f))
+    if c.ndim > len(full):
+        raise ctx.error(f"{what} of shape {c.shape} has a higher rank than the feature map {full}",
+                        "use per-channel or scalar constants")
+    try:
+        out_shape = np.broadcast_shapes(c.shape, full)
+    except ValueError:
+        raise ctx.error(f"{what} of shape {c.shape} does not broadcast against {full}",
+                        "use per-channel or scalar constants") from None
+    if tuple(out_shape) != full:
+        raise ctx.error(f"{what} of shape {c.shape} would enlarge the feature map {full}",
+                        "use per-channel or scalar constants")
+    b = np.broadcast_to(c, full)
+    if f.view is not None:
+        irn = ctx.ir_shape(f)
+        b = b.reshape((1,) + tuple(irn))
+    elif f.rank == 4:
+        b = b.transpose(f.perm)
+    elif f.fperm is not None:
+        v = np.empty(full[1])
+        v[f.fperm] = b[0]
+        b = v[None]
+    flat = b.reshape(-1, b.shape[-1])
+    if not np.all(flat == flat[0]):
+        raise ctx.error(f"{what} of shape {c.shape} varies over positions, not only over channels",
+                        "use per-channel or scalar constants (no spatially varying maps)")
+    return np.ascontiguousarray(flat[0])
+
+
+def _fperm_of_flatten(ctx: Ctx, f: Feat):
+    os_ = ctx.onnx_shape(f)
+    idx = np.arange(int(np.prod(os_))).reshape(os_)
+    order = idx.transpose([p - 1 for p in f.perm[1:]]).reshape(-1)
+    fperm = np.argsort(order)
+    return None if np.array_equal(fperm, np.arange(fperm.size)) else fperm
+
+
+def _flat_compatible(ctx: Ctx, f: Feat) -> bool:
+    if f.view is not None:
+        return True
+    irs = ctx.ir_shape(f)
+    return (len(irs) == 1 and f.fperm is None) or (len(irs) == 3 and irs[0] * irs[1] == 1)
+
+
+def reshape_feat(ctx: Ctx, f: Feat, out: tuple) -> Feat:
+    """The Feat of ``f`` reshaped to per-sample ONNX shape ``out`` (batch kept)."""
+    out = tuple(int(v) for v in out)
+    ins = tuple(ctx.onnx_shape(f))
+    if int(np.prod(out)) != int(np.prod(ins)):
+        raise ctx.error(f"reshape of {ins} to {out} changes the number of features per sample",
+                        "keep the batch dimension first and separate")
+    if out == ins:
+        return f
+    irs = ctx.ir_shape(f)
+    if len(out) == 1:
+        if len(irs) == 1:
+            return Feat(f.node, 2, fperm=f.fperm)
+        fperm = _fperm_of_flatten(ctx, f) if f.view is None else None
+        return Feat(ctx.add("flatten", [f.node]), 2, fperm=fperm)
+    if not _flat_compatible(ctx, f):
+        raise ctx.error(f"reshape of the feature map {ins} to {out} is not supported",
+                        "only flattening (N, -1) and adding/removing 1x1 spatial dims are supported")
+    if len(out) == 3 and sum(1 for v in out if v != 1) <= 1:
+        ch = next((i for i, v in enumerate(out) if v != 1), 0)
+        src = None
+        if len(irs) == 3:
+            src = f.node
+        else:
+            node = ctx.graph.node(f.node)
+            preds = ctx.graph.preds(f.node)
+            if node.op == "flatten" and len(preds) == 1 and tuple(ctx.graph.node(preds[0]).shape)[:2] == (1, 1):
+                src = preds[0]
+        if src is None:
+            raise ctx.error(f"turning the vector {ins} back into a feature map {out} is not supported",
+                            "keep the tensor 4-D after global pooling (or flatten it for a Linear layer)")
+        sp = [i + 1 for i in range(3) if i != ch]
+        return Feat(src, 4, perm=(0, sp[0], sp[1], ch + 1))
+    return Feat(f.node, len(out) + 1, view=out)
+
+
+def _resolve_shape(ctx: Ctx, node, f: Feat, shp_name: str, allowzero: int) -> tuple:
+    """Per-sample output shape of Reshape(f, shape) with the batch kept first."""
+    ins = tuple(ctx.onnx_shape(f))
+    in_vi = {vi.name: vi for vi in ctx.model.graph.input}
+    batch = None
+    iv = next(iter(ctx.model.graph.input[:1]), None)
+    if iv is not None and iv.type.tensor_type.shape.dim[0].HasField("dim_value"):
+        batch = int(iv.type.tensor_type.shape.dim[0].dim_value)
+    del in_vi
+    if shp_name in ctx.pairs:
+        targets = list(zip((2, 3), ctx.pairs[shp_name]))
+    else:
+        t = ctx.const(shp_name, "shape")
+        targets = [(b, t) for b in ((batch,) if batch else (2, 3))]
+    outs = []
+    for b, t in targets:
+        t = [int(v) for v in np.asarray(t).reshape(-1)]
+        full = (b,) + ins
+        try:
+            res = np.empty(full, dtype=np.uint8)
+            t2 = [full[i] if (v == 0 and not allowzero and i < len(full)) else v for i, v in enumerate(t)]
+            res = res.reshape(t2)
+        except ValueError:
+            raise ctx.error(f"cannot reshape {ins} to {t}", "check the exported shapes") from None
+        if res.ndim == 0 or res.shape[0] != b:
+            raise ctx.error(f"reshape target {t} mixes the batch dimension with features",
+                            "reshape with the batch dimension first, e.g. x.view(x.size(0), -1)")
+        outs.append(res.shape[1:])
+    if any(o != outs[0] for o in outs):
+        raise ctx.error("reshape target depends on the batch size", "reshape to (N, -1)")
+    return outs[0]
+
+
+# -- convolution, normalisation, activations --------------------------------------
+def _conv_check(ctx: Ctx, node):
+    if len(node.input) < 2 or not ctx.is_const(node.input[1]):
+        return "weights are not constant"
+    if ctx.consts[node.input[1]].ndim != 4:
+        return "only 2-D convolutions are supported"
+    return None
+
+
+@register("Conv", check=_conv_check)
+def conv(ctx: Ctx, node):
+    x = ctx.feat(node.input[0])
+    _spatial(ctx, x)
+    a = attrs(node)
+    w = ctx.const(node.input[1], "weight")
+    if w.ndim != 4:
+        raise ctx.error(f"weight has rank {w.ndim}", "only 2-D convolutions are supported")
+    g = int(a.get("group", 1))
+    h, wd, c = ctx.ir_shape(x)
+    if w.shape[1] * g != c:
+        raise ctx.error(f"weight {w.shape} with group {g} does not fit {c} input channels",
+                        "re-export the model")
+    k = _ints(w.shape[2:])
+    s = _ints(a.get("strides", (1, 1)))
+    d = _ints(a.get("dilations", (1, 1)))
+    pads = _pads(ctx, a, (h, wd), k, s, d)
+    b = ctx.opt_const(node, 2, None)
+    bias = np.zeros(w.shape[0]) if b is None else np.asarray(b, np.float64).reshape(-1)
+    nm = ctx.add("conv", [x.node], {"stride": s, "pads": pads, "dilation": d, "groups": g},
+                 {"weight": np.asarray(w, np.float64).transpose(2, 3, 1, 0), "bias": bias})
+    ctx.set(node.output[0], Feat(nm, 4, NCHW))
+
+
+def _channel_axis_ok(ctx: Ctx, f: Feat) -> None:
+    if f.view is not None or f.rank not in (2, 4) or (f.rank == 4 and f.perm[3] != 1):
+        raise ctx.error(f"normalises axis 1 of a tensor whose channels are not axis 1 (rank {f.rank})",
+                        "apply BatchNorm to (N, C, H, W) or (N, C) tensors")
+
+
+def _bn_check(ctx: Ctx, node):
+    if int(attrs(node).get("training_mode", 0)):
+        return "training_mode=1 (export the model in eval mode)"
+    if not all(ctx.is_const(i) for i in node.input[1:5]):
+        return "scale/bias/mean/var are not constant"
+    return None
+
+
+@register("BatchNormalization", check=_bn_check)
+def batchnorm(ctx: Ctx, node):
+    x = ctx.feat(node.input[0])
+    _channel_axis_ok(ctx, x)
+    _unused_extra_outputs(ctx, node)
+    c = ctx.ir_shape(x)[-1]
+    p = {}
+    for key, i in (("scale", 1), ("bias", 2), ("mean", 3), ("var", 4)):
+        v = np.asarray(ctx.const(node.input[i], key), np.float64).reshape(-1)
+        if v.size == 1:
+            v = np.full(c, float(v[0]))
+        if v.size != c:
+            raise ctx.error(f"{key} has {v.size} values for {c} channels", "re-export the model")
+        if x.rank == 2 and x.fperm is not None:
+            w = np.empty(c)
+            w[x.fperm] = v
+            v = w
+        p[key] = v
+    eps = float(attrs(node).get("epsilon", 1e-5))
+    nm = ctx.add("batchnorm", [x.node], {"eps": eps}, p)
+    ctx.set(node.output[0], Feat(nm, x.rank, x.perm, x.fperm))
+
+
+def _relu_node(ctx: Ctx, node, cap=None):
+    x = ctx.feat(node.input[0])
+    if x.view is not None:
+        raise ctx.error("activation of a reshaped (rank-3) tensor", "apply the activation before reshaping")
+    onnx_t = node.output[0] if x.fperm is None else None   # a permuted flat vector: profiled in analog
+    nm = ctx.add("relu", [x.node], {"cap": None if cap is None else float(cap)}, {},
+                 onnx_tensor=onnx_t, onnx_perm=tuple(x.perm) if x.rank == 4 else None)
+    ctx.set(node.output[0], Feat(nm, x.rank, x.perm, x.fperm))
+
+
+@register("Relu")
+def relu(ctx: Ctx, node):
+    _relu_node(ctx, node)
+
+
+def _clip_bounds(ctx: Ctx, node):
+    if ctx.opset < 11:
+        a = attrs(node)
+        lo, hi = a.get("min"), a.get("max")
+    else:
+        lo = ctx.opt_const(node, 1, None)
+        hi = ctx.opt_const(node, 2, None)
+    lo = None if lo is None else float(np.asarray(lo).reshape(-1)[0])
+    hi = None if hi is None else float(np.asarray(hi).reshape(-1)[0])
+    if hi is not None and not math.isfinite(hi):
+        hi = None
+    return lo, hi
+
+
+def _clip_check(ctx: Ctx, node):
+    for i in node.input[1:3]:
+        if i and not ctx.is_const(i):
+            return "min/max are not constant"
+    lo, hi = _clip_bounds(ctx, node)
+    if lo is None or lo != 0.0:
+        return (f"Clip(min={lo}) is not a ReLU; integrate-and-fire neurons represent only Clip(0, c) "
+                "(ReLU/ReLU6): retrain with ReLU or ReLU6")
+    if hi is not None and hi <= 0:
+        return f"Clip(0, {hi}) has an empty range"
+    return None
+
+
+@register("Clip", check=_clip_check)
+def clip(ctx: Ctx, node):
+    reason = _clip_check(ctx, node)
+    if reason:
+        raise ctx.error(reason, RELU_HINT)
+    _relu_node(ctx, node, _clip_bounds(ctx, node)[1])
+
+
+# -- elementwise arithmetic ----------------------------------------------------------
+def _affine(ctx: Ctx, node, f: Feat, scale, shift, out: str):
+    if f.view is not None:
+        raise ctx.error("arithmetic on a reshaped (rank-3) tensor", "apply it before reshaping")
+    nm = ctx.add("affine", [f.node], {}, {"scale": scale, "shift": shift})
+    ctx.set(out, Feat(nm, f.rank, f.perm, f.fperm))
+
+
+def _sole_alias(ctx: Ctx, tensor: str, f: Feat) -> bool:
+    """Whether IR node f.node has no consumer yet and ``tensor`` (its only ONNX name) one consumer."""
+    if ctx.graph.nx.out_degree(f.node):
+        return False
+    names = [t for t, v in ctx.values.items() if v.node == f.node]
+    return names == [tensor] and ctx.consumers.get(tensor, 0) == 1 and tensor != ctx.output_name
+
+
+def _binary(ctx: Ctx, node):
+    a, b = node.input[0], node.input[1]
+    ca, cb = ctx.is_const(a), ctx.is_const(b)
+    return a, b, ca, cb
+
+
+def _same_layout(ctx: Ctx, fs: list[Feat]) -> None:
+    f0 = fs[0]
+    for f in fs[1:]:
+        same_perm = f.rank == f0.rank and (f.perm == f0.perm) and f.view == f0.view
+        same_fperm = (f.fperm is None and f0.fperm is None) or (
+            f.fperm is not None and f0.fperm is not None and np.array_equal(f.fperm, f0.fperm))
+        if not (same_perm and same_fperm) or ctx.ir_shape(f) != ctx.ir_shape(f0):
+            raise ctx.error(f"operands have different shapes/layouts ({ctx.onnx_shape(f0)} vs {ctx.onnx_shape(f)})",
+                            "add feature maps of identical shape (no broadcasting between activations)")
+
+
+def _sum_feats(ctx: Ctx, node, fs: list[Feat]):
+    _same_layout(ctx, fs)
+    if len({f.node for f in fs}) != len(fs):
+        raise ctx.error("adds a tensor to itself", "use a multiplication by 2 instead")
+    nm = ctx.add("add", [f.node for f in fs])
+    ctx.set(node.output[0], Feat(nm, fs[0].rank, fs[0].perm, fs[0].fperm, fs[0].view))
+
+
+def _add_const(ctx: Ctx, node, tname: str, cval):
+    f = ctx.feat(tname)
+    v = _chan_vec(ctx, f, cval, "added constant")
+    src = ctx.node_of(f)
+    if src.op in ("conv", "dense") and f.view is None and _sole_alias(ctx, tname, f):
+        src.params["bias"] = np.asarray(src.params.get("bias", 0.0), np.float64) + v
+        ctx.set(node.output[0], f)
+        return
+    _affine(ctx, node, f, np.ones_like(v), v, node.output[0])
+
+
+@register("Add")
+def add(ctx: Ctx, node):
+    a, b, ca, cb = _binary(ctx, node)
+    if not ca and not cb:
+        _sum_feats(ctx, node, [ctx.feat(a), ctx.feat(b)])
+    elif cb:
+        _add_const(ctx, node, a, ctx.consts[b])
+    else:
+        _add_const(ctx, node, b, ctx.consts[a])
+
+
+@register("Sum")
+def sum_(ctx: Ctx, node):
+    if any(ctx.is_const(i) for i in node.input):
+        raise ctx.error("Sum with a constant operand", "use Add for biases")
+    fs = [ctx.feat(i) for i in node.input]
+    if len(fs) == 1:
+        ctx.set(node.output[0], fs[0])
+    else:
+        _sum_feats(ctx, node, fs)
+
+
+@register("Sub")
+def sub(ctx: Ctx, node):
+    a, b, ca, cb = _binary(ctx, node)
+    if not ca and not cb:
+        fa, fb = ctx.feat(a), ctx.feat(b)
+        _same_layout(ctx, [fa, fb])
+        c = ctx.ir_shape(fb)[-1]
+        neg = ctx.add("affine", [fb.node], {}, {"scale": -np.ones(c), "shift": np.zeros(c)},
+                      name=(node.name or node.output[0]) + "_neg")
+        _sum_feats(ctx, node, [fa, Feat(neg, fb.rank, fb.perm, fb.fperm, fb.view)])
+    elif cb:
+        f = ctx.feat(a)
+        v = _chan_vec(ctx, f, ctx.consts[b], "subtracted constant")
+        _affine(ctx, node, f, np.ones_like(v), -v, node.output[0])
+    else:
+        f = ctx.feat(b)
+        v = _chan_vec(ctx, f, ctx.consts[a], "constant minuend")
+        _affine(ctx, node, f, -np.ones_like(v), v, node.output[0])
+
+
+def _mul_div_check(ctx: Ctx, node):
+    a, b = node.input[0], node.input[1]
+    if not ctx.is_const(a) and not ctx.is_const(b):
+        return "product/quotient of two activations is not linear (only constants may scale a feature map)"
+    if node.op_type == "Div" and ctx.is_const(a):
+        return "division of a constant by an activation is not linear"
+    if node.op_type == "Div" and np.any(np.asarray(ctx.consts[b]) == 0):
+        return "division by zero"
+    return None
+
+
+@register("Mul", check=_mul_div_check)
+def mul(ctx: Ctx, node):
+    a, b, ca, cb = _binary(ctx, node)
+    t, c = (a, ctx.consts[b]) if cb else (b, ctx.consts[a])
+    f = ctx.feat(t)
+    v = _chan_vec(ctx, f, c, "scale constant")
+    _affine(ctx, node, f, v, np.zeros_like(v), node.output[0])
+
+
+@register("Div", check=_mul_div_check)
+def div(ctx: Ctx, node):
+    f = ctx.feat(node.input[0])
+    v = _chan_vec(ctx, f, ctx.const(node.input[1], "divisor"), "divisor")
+    _affine(ctx, node, f, 1.0 / v, np.zeros_like(v), node.output[0])
+
+
+# -- linear layers ---------------------------------------------------------------------
+def _dense(ctx: Ctx, node, f: Feat, w, bias):
+    if f.rank != 2 or f.view is not None:
+        raise ctx.error(f"input must be a (N, F) matrix, got rank {f.rank}",
+                        "flatten the feature map (Flatten / x.view(N, -1)) before the Linear layer")
+    fin = ctx.ir_shape(f)[0]
+    if w.shape[0] != fin:
+        raise ctx.error(f"weight {w.shape} does not fit {fin} input features", "re-export the model")
+    if f.fperm is not None:
+        wi = np.empty_like(w)
+        wi[f.fperm] = w
+        w = wi
+    nm = ctx.add("dense", [f.node], {}, {"weight": w, "bias": bias})
+    ctx.set(node.output[0], Feat(nm, 2))
+
+
+def _gemm_check(ctx: Ctx, node):
+    a = attrs(node)
+    if int(a.get("transA", 0)):
+        return "transA=1 (the activation must be the left operand, untransposed)"
+    if not ctx.is_const(node.input[1]) or (len(node.input) > 2 and node.input[2] and not ctx.is_const(node.input[2])):
+        return "weights are not constant"
+    return None
+
+
+@register("Gemm", check=_gemm_check)
+def gemm(ctx: Ctx, node):
+    a = attrs(node)
+    f = ctx.feat(node.input[0])
+    bmat = np.asarray(ctx.const(node.input[1], "weight"), np.float64)
+    if bmat.ndim != 2:
+        raise ctx.error(f"weight has rank {bmat.ndim}", "re-export the model")
+    w = (bmat.T if int(a.get("transB", 0)) else bmat) * float(a.get("alpha", 1.0))
+    c = ctx.opt_const(node, 2, None)
+    bias = np.zeros(w.shape[1])
+    if c is not None:
+        cb = np.broadcast_to(np.asarray(c, np.float64), (1, w.shape[1])) if np.asarray(c).ndim <= 2 else None
+        if cb is None or (np.asarray(c).ndim == 2 and np.asarray(c).shape[0] not in (1,)):
+            raise ctx.error(f"bias of shape {np.asarray(c).shape} depends on the sample", "use a (F,) bias")
+        bias = float(a.get("beta", 1.0)) * cb[0]
+    _dense(ctx, node, f, w, bias)
+
+
+def _matmul_check(ctx: Ctx, node):
+    if not ctx.is_const(node.input[1]):
+        return "the right operand is not a constant weight matrix"
+    if np.asarray(ctx.consts[node.input[1]]).ndim != 2:
+        return "the weight is not a matrix"
+    return None
+
+
+@register("MatMul", check=_matmul_check)
+def matmul(ctx: Ctx, node):
+    f = ctx.feat(node.input[0])
+    w = np.asarray(ctx.const(node.input[1], "weight"), np.float64)
+    _dense(ctx, node, f, w, np.zeros(w.shape[1]))
+
+
+# -- shape and layout ops -------------------------------------------------------------------
+@register("Flatten")
+def flatten(ctx: Ctx, node):
+    f = ctx.feat(node.input[0])
+    axis = int(attrs(node).get("axis", 1))
+    if axis < 0:
+        axis += f.rank
+    if axis != 1:
+        raise ctx.error(f"Flatten(axis={axis}) mixes the batch dimension", "flatten with axis=1")
+    ctx.set(node.output[0], reshape_feat(ctx, f, (int(np.prod(ctx.onnx_shape(f))),)))
+
+
+def _reshape_check(ctx: Ctx, node):
+    if node.input[1] not in ctx.consts and node.input[1] not in ctx.pairs:
+        return "the target shape is computed from activations (not constant)"
+    return None
+
+
+@register("Reshape", check=_reshape_check)
+def reshape(ctx: Ctx, node):
+    f = ctx.feat(node.input[0])
+    out = _resolve_shape(ctx, node, f, node.input[1], int(attrs(node).get("allowzero", 0)))
+    ctx.set(node.output[0], reshape_feat(ctx, f, out))
+
+
+def _axes(ctx: Ctx, node, idx: int = 1):
+    if ctx.opset >= 13 and node.op_type in ("Squeeze", "Unsqueeze") or \
+            (ctx.opset >= 18 and node.op_type.startswith("Reduce")):
+        v = ctx.opt_const(node, idx, None)
+        return None if v is None else [int(i) for i in np.asarray(v).reshape(-1)]
+    v = attrs(node).get("axes")
+    return None if v is None else [int(i) for i in v]
+
+
+@register("Squeeze")
+def squeeze(ctx: Ctx, node):
+    f = ctx.feat(node.input[0])
+    shp = (None,) + tuple(ctx.onnx_shape(f))
+    axes = _axes(ctx, node)
+    if axes is None:
+        axes = [i for i in range(1, len(shp)) if shp[i] == 1]
+    axes = sorted(a + len(shp) if a < 0 else a for a in axes)
+    if 0 in axes or any(shp[a] != 1 for a in axes):
+        raise ctx.error(f"squeezes axes {axes} of {shp} that are not 1 (or the batch axis)",
+                        "squeeze only the 1x1 spatial dims after global pooling")
+    out = tuple(v for i, v in enumerate(shp) if i and i not in axes)
+    ctx.set(node.output[0], reshape_feat(ctx, f, out))
+
+
+@register("Unsqueeze")
+def unsqueeze(ctx: Ctx, node):
+    f = ctx.feat(node.input[0])
+    shp = list(ctx.onnx_shape(f))
+    axes = _axes(ctx, node)
+    if axes is None:
+        raise ctx.error("has no axes", "re-export the model")
+    r = len(shp) + 1 + len(axes)
+    axes = sorted(a + r if a < 0 else a for a in axes)
+    if 0 in axes:
+        raise ctx.error("inserts a new batch axis", "keep the batch dimension first")
+    full = [None] + shp
+    for a in axes:
+        full.insert(a, 1)
+    ctx.set(node.output[0], reshape_feat(ctx, f, tuple(full[1:])))
+
+
+@register("Transpose")
+def transpose(ctx: Ctx, node):
+    f = ctx.feat(node.input[0])
+    p = attrs(node).get("perm")
+    p = list(range(f.rank))[::-1] if p is None else [int(i) for i in p]
+    if p == list(range(f.rank)):
+        ctx.set(node.output[0], f)
+        return
+    if f.rank != 4 or f.view is not None or p[0] != 0:
+        raise ctx.error(f"Transpose{tuple(p)} of a rank-{f.rank} tensor (moves the batch axis or "
+                        "permutes a vector)", "only layout changes of (N, ., ., .) feature maps are supported")
+    inv = [0] * 4
+    for i, v in enumerate(p):
+        inv[v] = i
+    q = tuple(inv[f.perm[i]] for i in range(4))
+    ctx.set(node.output[0], Feat(f.node, 4, q))
+
+
+def _alias(ctx: Ctx, node):
+    ctx.set(node.output[0], ctx.feat(node.input[0]))
+
+
+@register("Identity")
+def identity(ctx: Ctx, node):
+    _alias(ctx, node)
+
+
+def _dropout_check(ctx: Ctx, node):
+    if len(node.input) > 2 and node.input[2]:
+        if not ctx.is_const(node.input[2]) or bool(np.asarray(ctx.consts[node.input[2]]).reshape(-1)[0]):
+            return "training_mode is not constant False"
+    return None
+
+
+@register("Dropout", check=_dropout_check)
+def dropout(ctx: Ctx, node):
+    _unused_extra_outputs(ctx, node)
+    _alias(ctx, node)
+
+
+@register("Cast")
+def cast(ctx: Ctx, node):
+    if int(attrs(node).get("to", onnx.TensorProto.FLOAT)) not in FLOAT_TYPES:
+        raise ctx.error("casts an activation to a non-float type", "keep activations in float")
+    _alias(ctx, node)
+
+
+def _softmax_check(ctx: Ctx, node):
+    if node.output[0] != ctx.output_name:
+        return "Softmax/LogSoftmax is only supported as the last op after the logits"
+    return None
+
+
+@register("Softmax", check=_softmax_check)
+def softmax(ctx: Ctx, node):
+    f = ctx.feat(node.input[0])
+    if f.rank != 2 or f.view is not None:
+        raise ctx.error("softmax over a feature map", "apply Softmax to (N, classes) logits only")
+    ax = int(attrs(node).get("axis", -1 if ctx.opset >= 13 else 1))
+    if ax not in (-1, 1):
+        raise ctx.error(f"softmax over axis {ax}", "apply Softmax over the class axis")
+    # argmax-invariant: dropped, the IR ends at the logits (meta['output_name'])
+    ctx.logits_name = node.input[0]
+    ctx.dropped.append(node.op_type)
+    ctx.set(node.output[0], f)
+
+
+register("LogSoftmax", check=_softmax_check)(softmax)
+
+
+# -- padding / slicing ----------------------------------------------------------------------
+def _ir_axis(f: Feat, onnx_axis: int) -> int:
+    return list(f.perm).index(onnx_axis)
+
+
+def _pad_check(ctx: Ctx, node):
+    a = attrs(node)
+    if a.get("mode", "constant") != "constant":
+        return f"mode={a.get('mode')!r} (only constant zero padding is supported)"
+    for i in node.input[1:]:
+        if i and not ctx.is_const(i):
+            return "pads/value are not constant"
+    return None
+
+
+@register("Pad", check=_pad_check)
+def pad(ctx: Ctx, node):
+    f = ctx.feat(node.input[0])
+    if f.rank != 4 or f.view is not None:
+        raise ctx.error(f"padding a rank-{f.rank} tensor", "pad (N, C, H, W) feature maps only")
+    a = attrs(node)
+    if ctx.opset < 11:
+        pads = [int(v) for v in a.get("pads", ())]
+        value = float(a.get("value", 0.0))
+        axes = list(range(4))
+    else:
+        pads = [int(v) for v in np.asarray(ctx.const(node.input[1], "pads")).reshape(-1)]
+        cv = ctx.opt_const(node, 2, None)
+        value = 0.0 if cv is None or np.asarray(cv).size == 0 else float(np.asarray(cv).reshape(-1)[0])
+        ax = ctx.opt_const(node, 3, None)
+        axes = list(range(4)) if ax is None else [int(v) % 4 for v in np.asarray(ax).reshape(-1)]
+    if len(pads) != 2 * len(axes):
+        raise ctx.error(f"pads {pads} do not match axes {axes}", "re-export the model")
+    beg = dict.fromkeys(range(4), 0)
+    end = dict.fromkeys(range(4), 0)
+    for k, ax in enumerate(axes):
+        beg[ax], end[ax] = pads[k], pads[k + len(axes)]
+    if any(v < 0 for v in list(beg.values()) + list(end.values())):
+        raise ctx.error(f"negative pads {pads} (cropping)", "crop with a strided Slice or export without cropping")
+    if beg[0] or end[0]:
+        raise ctx.error("pads the batch axis", "pad only spatial or channel axes")
+    h, w, c = (f.perm[i] for i in (1, 2, 3))
+    attrs_ = {"pads": (beg[h], beg[w], end[h], end[w]), "cpad": (beg[c], end[c]), "value": value}
+    if value != 0.0 and attrs_["cpad"] != (0, 0):
+        raise ctx.error(f"channel padding with value {value}", "pad channels with zeros")
+    if attrs_["pads"] == (0, 0, 0, 0) and attrs_["cpad"] == (0, 0):
+        ctx.set(node.output[0], f)
+        return
+    nm = ctx.add("pad", [f.node], attrs_)
+    ctx.set(node.output[0], Feat(nm, 4, f.perm))
+
+
+def _slice_check(ctx: Ctx, node):
+    for i in node.input[1:]:
+        if i and not ctx.is_const(i):
+            return "starts/ends/axes/steps are not constant"
+    return None
+
+
+@register("Slice", check=_slice_check)
+def slice_(ctx: Ctx, node):
+    f = ctx.feat(node.input[0])
+    if f.rank != 4 or f.view is not None:
+        raise ctx.error(f"slicing a rank-{f.rank} tensor", "slice (N, C, H, W) feature maps only")
+    if ctx.opset < 10:
+        a = attrs(node)
+        starts, ends = list(a["starts"]), list(a["ends"])
+        axes = list(a.get("axes", range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts = [int(v) for v in np.asarray(ctx.const(node.input[1], "starts")).reshape(-1)]
+        ends = [int(v) for v in np.asarray(ctx.const(node.input[2], "ends")).reshape(-1)]
+        ax = ctx.opt_const(node, 3, None)
+        axes = list(range(len(starts))) if ax is None else [int(v) for v in np.asarray(ax).reshape(-1)]
+        st = ctx.opt_const(node, 4, None)
+        steps = [1] * len(starts) if st is None else [int(v) for v in np.asarray(st).reshape(-1)]
+    shp = (None,) + tuple(ctx.onnx_shape(f))
+    stride, offset = [1, 1], [0, 0]
+    for s0, e0, ax, sp in zip(starts, ends, axes, steps):
+        ax = ax + 4 if ax < 0 else ax
+        if ax == 0:
+            if not (s0 == 0 and e0 >= 2**31 - 1 and sp == 1):
+                raise ctx.error("slices the batch axis", "slice only spatial axes")
+            continue
+        dim = shp[ax]
+        idx = list(range(*slice(max(min(s0, 2**62), -2**62), max(min(e0, 2**62), -2**62), sp).indices(dim)))
+        i = _ir_axis(f, ax)
+        if i == 3:
+            if idx != list(range(dim)):
+                raise ctx.error(f"slices the channel axis ({s0}:{e0}:{sp} of {dim} channels)",
+                                "channel slicing is not supported; only strided spatial subsampling "
+                                "x[:, :, ::s, ::s] (option-A shortcuts)")
+            continue
+        if sp <= 0 or not idx or idx != list(range(idx[0], dim, sp)):
+            raise ctx.error(f"spatial slice {s0}:{e0}:{sp} of size {dim} is not a subsampling x[o::s]",
+                            "only strided subsampling to the end of the axis (x[:, :, o::s]) is supported")
+        stride[i - 1] *= sp
+        offset[i - 1] = idx[0]
+    if stride == [1, 1] and offset == [0, 0]:
+        ctx.set(node.output[0], f)
+        return
+    src = ctx.node_of(f)
+    if src.op == "subsample" and _sole_alias(ctx, node.input[0], f):
+        # merge x[o1::s1][o2::s2] = x[o1 + o2*s1 :: s1*s2] (exporters slice one axis per node)
+        s1, o1 = src.attrs["stride"], src.attrs.get("offset", (0, 0))
+        (pred,) = ctx.graph.preds(src.name)
+        ctx.graph.remove_node(src.name)
+        for k, v in list(ctx.values.items()):
+            if v.node == src.name:
+                del ctx.values[k]
+        offset = [o1[k] + offset[k] * s1[k] for k in range(2)]
+        stride = [s1[k] * stride[k] for k in range(2)]
+        nm = ctx.add("subsample", [pred], {"stride": tuple(stride), "offset": tuple(offset)}, name=src.name)
+    else:
+        nm = ctx.add("subsample", [f.node], {"stride": tuple(stride), "offset": tuple(offset)})
+    ctx.set(node.output[0], Feat(nm, 4, f.perm))
+
+
+# -- pooling -------------------------------------------------------------------------------------
+def _pool_check(ctx: Ctx, node):
+    a = attrs(node)
+    if any(int(d) != 1 for d in a.get("dilations", ())):
+        return "dilated pooling"
+    if len(a.get("kernel_shape", ())) != 2:
+        return "only 2-D pooling is supported"
+    if node.op_type == "LpPool":
+        return "Lp pooling"
+    return None
+
+
+def _pool(ctx: Ctx, node, op: str):
+    f = ctx.feat(node.input[0])
+    _spatial(ctx, f)
+    _unused_extra_outputs(ctx, node)
+    a = attrs(node)
+    k = _ints(a["kernel_shape"])
+    s = _ints(a.get("strides", (1, 1)))
+    h, w, _ = ctx.ir_shape(f)
+    pads = _pads(ctx, a, (h, w), k, s, (1, 1))
+    if int(a.get("ceil_mode", 0)):
+        for i, (n_, pb, pe) in enumerate(((h, pads[0], pads[2]), (w, pads[1], pads[3]))):
+            span = n_ + pb + pe - k[i]
+            if span % s[i]:
+                raise ctx.error("ceil_mode=1 changes the output size here",
+                                "export pooling with ceil_mode=False (or adjust the input size)")
+    if max(pads[0], pads[2]) >= k[0] or max(pads[1], pads[3]) >= k[1]:
+        raise ctx.error(f"pads {pads} are not smaller than the kernel {k}", "use smaller pads")
+    at = {"kernel": k, "stride": s, "pads": pads}
+    if op == "avgpool":
+        at["count_include_pad"] = bool(int(a.get("count_include_pad", 0)))
+    nm = ctx.add(op, [f.node], at, onnx_tensor=node.output[0], onnx_perm=tuple(f.perm))
+    ctx.set(node.output[0], Feat(nm, 4, f.perm))
+
+
+@register("MaxPool", check=_pool_check)
+def maxpool(ctx: Ctx, node):
+    _pool(ctx, node, "maxpool")
+
+
+@register("AveragePool", check=_pool_check)
+def avgpool(ctx: Ctx, node):
+    _pool(ctx, node, "avgpool")
+
+
+@register("GlobalAveragePool")
+def global_avgpool(ctx: Ctx, node):
+    f = ctx.feat(node.input[0])
+    _spatial(ctx, f)
+    nm = ctx.add("globalavgpool", [f.node])
+    ctx.set(node.output[0], Feat(nm, 4, f.perm))
+
+
+@register("GlobalMaxPool")
+def global_maxpool(ctx: Ctx, node):
+    f = ctx.feat(node.input[0])
+    _spatial(ctx, f)
+    h, w, _ = ctx.ir_shape(f)
+    nm = ctx.add("maxpool", [f.node], {"kernel": (h, w), "stride": (1, 1), "pads": (0, 0, 0, 0)},
+                 onnx_tensor=node.output[0], onnx_perm=tuple(f.perm))
+    ctx.set(node.output[0], Feat(nm, 4, f.perm))
+
+
+@register("ReduceMean")
+def reduce_mean(ctx: Ctx, node):
+    f = ctx.feat(node.input[0])
+    if f.rank != 4 or f.view is not None:
+        raise ctx.error(f"ReduceMean of a rank-{f.rank} tensor", "reduce over the spatial axes of a feature map")
+    axes = _axes(ctx, node)
+    if axes is None:
+        raise ctx.error("reduces over all axes", "reduce over the two spatial axes (global average pooling)")
+    axes = {a + 4 if a < 0 else a for a in axes}
+    if axes != {f.perm[1], f.perm[2]}:
+        raise ctx.error(f"reduces axes {sorted(axes)}, not the spatial axes {sorted((f.perm[1], f.perm[2]))}",
+                        "only global average pooling over H and W is supported")
+    nm = ctx.add("globalavgpool", [f.node])
+    g = Feat(nm, 4, f.perm)
+    if int(attrs(node).get("keepdims", 1)):
+        ctx.set(node.output[0], g)
+    else:
+        ctx.set(node.output[0], Feat(ctx.add("flatten", [nm], name=(node.name or node.output[0]) + "_flatten"), 2))
