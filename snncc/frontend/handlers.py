@@ -307,19 +307,34 @@ def clip(ctx: Ctx, node):
 
 
 # -- elementwise arithmetic ----------------------------------------------------------
-def _affine(ctx: Ctx, node, f: Feat, scale, shift, out: str):
+def _affine(ctx: Ctx, node, f: Feat, scale, shift, out: str, tname: str):
     if f.view is not None:
         raise ctx.error("arithmetic on a reshaped (rank-3) tensor", "apply it before reshaping")
+    src = ctx.node_of(f)
+    if src.op == "affine" and _sole_alias(ctx, tname, f):
+        # compose (x*s1 + t1)*s2 + t2 in place: one affine per chain (Keras BN = Sub, Mul, Add)
+        s1, t1 = src.params["scale"], src.params["shift"]
+        src.params["scale"] = np.asarray(s1 * scale, np.float64)
+        src.params["shift"] = np.asarray(t1 * scale + shift, np.float64)
+        ctx.set(out, f)
+        return
     nm = ctx.add("affine", [f.node], {}, {"scale": scale, "shift": shift})
     ctx.set(out, Feat(nm, f.rank, f.perm, f.fperm))
 
 
 def _sole_alias(ctx: Ctx, tensor: str, f: Feat) -> bool:
-    """Whether IR node f.node has no consumer yet and ``tensor`` (its only ONNX name) one consumer."""
+    """Whether IR node ``f.node`` is consumed by nothing but the current ONNX node.
+
+    Its ONNX names form an alias chain (Identity/Cast/Transpose...): each alias op
+    consumes one name, so with ``k`` names exactly ``k`` consumers are expected
+    (``k - 1`` alias ops and the current node).
+    """
     if ctx.graph.nx.out_degree(f.node):
         return False
     names = [t for t, v in ctx.values.items() if v.node == f.node]
-    return names == [tensor] and ctx.consumers.get(tensor, 0) == 1 and tensor != ctx.output_name
+    if tensor not in names or ctx.output_name in names:
+        return False
+    return sum(ctx.consumers.get(t, 0) for t in names) == len(names)
 
 
 def _binary(ctx: Ctx, node):
@@ -355,7 +370,7 @@ def _add_const(ctx: Ctx, node, tname: str, cval):
         src.params["bias"] = np.asarray(src.params.get("bias", 0.0), np.float64) + v
         ctx.set(node.output[0], f)
         return
-    _affine(ctx, node, f, np.ones_like(v), v, node.output[0])
+    _affine(ctx, node, f, np.ones_like(v), v, node.output[0], tname)
 
 
 @register("Add")
@@ -393,11 +408,11 @@ def sub(ctx: Ctx, node):
     elif cb:
         f = ctx.feat(a)
         v = _chan_vec(ctx, f, ctx.consts[b], "subtracted constant")
-        _affine(ctx, node, f, np.ones_like(v), -v, node.output[0])
+        _affine(ctx, node, f, np.ones_like(v), -v, node.output[0], a)
     else:
         f = ctx.feat(b)
         v = _chan_vec(ctx, f, ctx.consts[a], "constant minuend")
-        _affine(ctx, node, f, -np.ones_like(v), v, node.output[0])
+        _affine(ctx, node, f, -np.ones_like(v), v, node.output[0], b)
 
 
 def _mul_div_check(ctx: Ctx, node):
@@ -417,14 +432,14 @@ def mul(ctx: Ctx, node):
     t, c = (a, ctx.consts[b]) if cb else (b, ctx.consts[a])
     f = ctx.feat(t)
     v = _chan_vec(ctx, f, c, "scale constant")
-    _affine(ctx, node, f, v, np.zeros_like(v), node.output[0])
+    _affine(ctx, node, f, v, np.zeros_like(v), node.output[0], t)
 
 
 @register("Div", check=_mul_div_check)
 def div(ctx: Ctx, node):
     f = ctx.feat(node.input[0])
     v = _chan_vec(ctx, f, ctx.const(node.input[1], "divisor"), "divisor")
-    _affine(ctx, node, f, 1.0 / v, np.zeros_like(v), node.output[0])
+    _affine(ctx, node, f, 1.0 / v, np.zeros_like(v), node.output[0], node.input[0])
 
 
 # -- linear layers ---------------------------------------------------------------------

@@ -166,6 +166,36 @@ def _live_nodes(m: onnx.ModelProto, pairs: dict, output: str) -> list:
     return [n for n in m.graph.node if id(n) in live]
 
 
+#: ops that do not reveal the layout of their (rank-4) input
+_LAYOUT_AGNOSTIC = frozenset({"Cast", "Identity", "Pad", "Sub", "Mul", "Div", "Add", "Relu", "Clip", "Dropout"})
+
+
+def _input_is_nhwc(m: onnx.ModelProto, in_name: str) -> bool:
+    """NHWC iff the input reaches a Transpose(perm=[0, 3, 1, 2]) through layout-agnostic
+    ops (Cast, Pad, normalisation arithmetic...) before any op that reads axis 1 as channels."""
+    cons: dict[str, list] = {}
+    for n in m.graph.node:
+        for i in n.input:
+            cons.setdefault(i, []).append(n)
+    frontier, seen = [in_name], set()
+    while frontier:
+        nxt = []
+        for t in frontier:
+            for n in cons.get(t, []):
+                if id(n) in seen:
+                    continue
+                seen.add(id(n))
+                if n.op_type == "Transpose":
+                    perm = [list(onnx.helper.get_attribute_value(a)) for a in n.attribute if a.name == "perm"]
+                    return perm == [[0, 3, 1, 2]]
+                if n.op_type in _LAYOUT_AGNOSTIC:
+                    nxt.extend(o for o in n.output if o)
+                else:
+                    return False
+        frontier = nxt
+    return False
+
+
 def _is_pair_node(n, pairs) -> bool:
     outs = [o for o in n.output if o]
     return bool(outs) and all(o in pairs for o in outs)
@@ -225,10 +255,7 @@ def import_onnx(model) -> Graph:
     vi = graph_input(m)
     dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
     in_name = vi.name
-    cons = [n for n in m.graph.node if in_name in n.input]
-    nhwc = bool(cons) and all(n.op_type == "Transpose" and
-                              list(onnx.helper.get_attribute_value(a) for a in n.attribute
-                                   if a.name == "perm") == [[0, 3, 1, 2]] for n in cons)
+    nhwc = _input_is_nhwc(m, in_name)
     layout = "NHWC" if nhwc else "NCHW"
     hwc = tuple(dims[1:]) if nhwc else (dims[2], dims[3], dims[1])
     inp = Node(g.unique_name(_clean(in_name)), "input", tuple(int(v) for v in hwc))
