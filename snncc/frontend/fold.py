@@ -150,7 +150,7 @@ def _rebuild(m: onnx.ModelProto, keep: list, consts: dict) -> None:
         if name in old_inits:
             new_inits.append(old_inits[name])
         elif name in consts:
-            new_inits.append(numpy_helper.from_array(np.ascontiguousarray(consts[name]), name))
+            new_inits.append(numpy_helper.from_array(np.array(consts[name], copy=True, order="C"), name))
     keep_names = {t.name for t in new_inits}
     dropped = set(old_inits) - keep_names
     inputs = [i for i in m.graph.input if i.name not in dropped]
