@@ -117,7 +117,7 @@ def test_relu6_cap_is_active():
     assert [r.attrs["cap"] for r in relus] == [6.0, 6.0]
     x = _x("relu6.onnx", g)
     vals = onnx_tensor_values(g, [r.onnx_tensor for r in relus], x)
-    assert all(np.isclose(v.max(), 6.0) and (v == 6.0).mean() > 0.01 for v in vals.values())
+    assert all(np.isclose(v.max(), 6.0) and (v == 6.0).mean() > 0.002 for v in vals.values())
 
 
 def test_flatten_of_spatial_map_permutes_dense_rows():
