@@ -285,6 +285,12 @@ def import_onnx(model) -> Graph:
     if out.fperm is not None:
         raise ModelError("the model output is a flattened NCHW feature map (not logits)",
                          "end the network with a Linear/Gemm layer")
+    # IR nodes left unused by reshape aliasing (e.g. a flatten undone by an Unsqueeze) are dropped
+    dead = [n for n in g.nx if g.nx.out_degree(n) == 0 and n != out.node and g.node(n).op != "input"]
+    while dead:
+        for n in dead:
+            g.remove_node(n)
+        dead = [n for n in g.nx if g.nx.out_degree(n) == 0 and n != out.node and g.node(n).op != "input"]
     sinks = [n.name for n in g.nodes() if g.nx.out_degree(n.name) == 0]
     if sinks != [out.node]:
         raise ModelError(f"the converted graph has dangling branches {sorted(set(sinks) - {out.node})}",
