@@ -156,12 +156,7 @@ def reshape_feat(ctx: Ctx, f: Feat, out: tuple) -> Feat:
 def _resolve_shape(ctx: Ctx, node, f: Feat, shp_name: str, allowzero: int) -> tuple:
     """Per-sample output shape of Reshape(f, shape) with the batch kept first."""
     ins = tuple(ctx.onnx_shape(f))
-    in_vi = {vi.name: vi for vi in ctx.model.graph.input}
-    batch = None
-    iv = next(iter(ctx.model.graph.input[:1]), None)
-    if iv is not None and iv.type.tensor_type.shape.dim[0].HasField("dim_value"):
-        batch = int(iv.type.tensor_type.shape.dim[0].dim_value)
-    del in_vi
+    batch = ctx.static_batch
     if shp_name in ctx.pairs:
         targets = list(zip((2, 3), ctx.pairs[shp_name]))
     else:

@@ -68,6 +68,9 @@ class Ctx:
             for i in n.input:
                 if i:
                     self.consumers[i] = self.consumers.get(i, 0) + 1
+        d0 = graph_input(self.model).type.tensor_type.shape.dim[0]
+        #: the model's batch size if it is static (else None: dynamic batch)
+        self.static_batch = int(d0.dim_value) if d0.HasField("dim_value") and d0.dim_value > 0 else None
         self.output_name = self.model.graph.output[0].name
         self.logits_name = self.output_name
         self.dropped: list[str] = []
