@@ -49,9 +49,16 @@ def _shapes(m: onnx.ModelProto) -> dict:
 
 
 def _eval(node, opset: int, feeds: dict):
+    """Run one node through ReferenceEvaluator, as a one-node model of the model's opset
+    (a bare NodeProto would be run with the newest op version)."""
+    from onnx import helper
     from onnx.reference import ReferenceEvaluator
-    ev = ReferenceEvaluator(node, opsets={"": opset})
-    return [np.asarray(v) for v in ev.run(None, feeds)]
+    ins = [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype), None)
+           for k, v in feeds.items()]
+    outs = [helper.make_value_info(o, onnx.TypeProto()) for o in node.output if o]
+    g = helper.make_graph([node], "fold", ins, outs)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    return [np.asarray(v) for v in ReferenceEvaluator(m).run(None, feeds)]
 
 
 def _same(a, b) -> bool:

@@ -210,3 +210,24 @@ def test_folding_keeps_names_and_runs():
     x = _x((3, 8, 8))
     assert relu.onnx_tensor in {o for n in g.onnx_model.graph.node for o in n.output}
     np.testing.assert_allclose(ort_run(g.onnx_model, x)[0], ort_run(m, x)[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_folding_uses_the_models_opset(opset):
+    """Unsqueeze/Squeeze take ``axes`` as an attribute before opset 13 (legacy exports)."""
+    b = Builder()
+    y = b.node("Relu", [b.conv("x", 3, 4)])
+    k = b.node("Constant", [], value=__import__("onnx").numpy_helper.from_array(np.array(2, np.int64)))
+    if opset < 13:
+        k = b.node("Unsqueeze", [k], axes=[0])
+        one = b.node("Unsqueeze", [b.const(np.array(1, np.int64))], axes=[0])
+    else:
+        k = b.node("Unsqueeze", [k, b.const(np.array([0]))])
+        one = b.node("Unsqueeze", [b.const(np.array(1, np.int64)), b.const(np.array([0]))])
+    zero = b.const(np.array([0], np.int64))
+    big = b.const(np.array([2**62], np.int64))
+    y = b.node("Slice", [y, zero, big, k, b.node("Add", [one, one])])       # x[:, :, ::2]
+    y = b.node("Slice", [y, zero, big, b.const(np.array([3])), b.const(np.array([2]))])
+    g = _run(b, _head(b, y, 4), opset=opset)
+    assert g.by_op("subsample")[0].attrs["stride"] == (2, 2)
+    assert not any(n.op_type in ("Constant", "Unsqueeze") for n in g.onnx_model.graph.node)
