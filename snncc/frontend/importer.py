@@ -241,11 +241,32 @@ def _prepare(model) -> Folded:
     return fold_constants(m)
 
 
+def _guarded(fn):
+    """No raw KeyError/AttributeError/...: anything unexpected becomes one ModelError line."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(model):
+        try:
+            return fn(model)
+        except SnnccError:
+            raise
+        except RecursionError:
+            raise ModelError("the model graph is too deep to process", "simplify the model") from None
+        except Exception as e:  # noqa: BLE001
+            msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+            raise ModelError(f"the model cannot be read ({type(e).__name__}: {msg})",
+                             "the model looks malformed; re-export it with a current exporter") from None
+    return wrapper
+
+
+@_guarded
 def scan_unsupported(model) -> list[tuple[str, str, int]]:
     """Every node that cannot be converted, as ``(op_type, node name, opset)``, after folding."""
     return [(t, n, v) for t, n, v, _ in _scan(_prepare(model))]
 
 
+@_guarded
 def import_onnx(model) -> Graph:
     """Convert an ONNX model (path, bytes or ModelProto) into an op-level IR graph."""
     from snncc.frontend import handlers  # noqa: F401 - registers the handlers

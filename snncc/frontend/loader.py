@@ -40,6 +40,17 @@ def load_model(model) -> onnx.ModelProto:
     Returns a new ModelProto with inferred ``value_info``.  Raises
     :class:`ModelError` for a missing/corrupt file or missing external data.
     """
+    try:
+        return _load_model(model)
+    except ModelError:
+        raise
+    except Exception as e:  # noqa: BLE001 - corrupt protobuf contents
+        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        raise ModelError(f"the model cannot be read ({type(e).__name__}: {msg})",
+                         "the model looks malformed; re-export it with a current exporter") from None
+
+
+def _load_model(model) -> onnx.ModelProto:
     if isinstance(model, onnx.ModelProto):
         m = onnx.ModelProto()
         m.CopyFrom(model)

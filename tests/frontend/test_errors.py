@@ -194,3 +194,34 @@ def test_unconvertible_node_errors(case):
     with pytest.raises(ModelError) as ei:
         import_onnx(b.model(b.node("Gemm", [y, b.randw(5, c)], transB=1)))
     _one_line(ei.value)
+
+
+def test_corrupted_models_only_raise_snncc_errors():
+    """Byte flips and structural damage: either a faithful import or one-line snncc errors."""
+    path = os.path.join(FIX, "resnet_legacy.onnx")
+    data = open(path, "rb").read()
+    m0 = onnx.load(path)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        b = bytearray(data)
+        for _ in range(int(rng.integers(1, 4))):
+            b[int(rng.integers(0, len(b)))] = int(rng.integers(0, 256))
+        try:
+            import_onnx(bytes(b))
+        except SnnccError as e:
+            _one_line(e)
+    for _ in range(40):
+        m = onnx.ModelProto()
+        m.CopyFrom(m0)
+        n = m.graph.node[int(rng.integers(0, len(m.graph.node)))]
+        k = int(rng.integers(0, 3))
+        if k == 0 and len(n.input):
+            n.input[int(rng.integers(0, len(n.input)))] = m.graph.node[int(rng.integers(0, len(m.graph.node)))].output[0]
+        elif k == 1 and len(n.attribute):
+            del n.attribute[int(rng.integers(0, len(n.attribute)))]
+        elif len(n.input) > 1:
+            del n.input[-1]
+        try:
+            import_onnx(m)
+        except SnnccError as e:
+            _one_line(e)
