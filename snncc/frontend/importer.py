@@ -289,7 +289,11 @@ def import_onnx(model) -> Graph:
     if ctx.output_name in ctx.consts or ctx.output_name in ctx.pairs:
         raise ModelError(f"the model output {ctx.output_name!r} does not depend on the input",
                          "export the trained network, not a constant graph")
-    for n in _live_nodes(m, ctx.pairs, ctx.output_name):
+    live = _live_nodes(m, ctx.pairs, ctx.output_name)
+    live_ids = {id(n) for n in live}
+    unused = [n.name or n.output[0] for n in m.graph.node
+              if id(n) not in live_ids and not _is_pair_node(n, ctx.pairs)]
+    for n in live:
         if _is_pair_node(n, ctx.pairs):
             continue
         ctx.node = n
@@ -333,7 +337,8 @@ def import_onnx(model) -> Graph:
         "onnx_output_name": ctx.output_name,
         "preprocess": {"scale": 1.0, "mean": None, "std": None},
         "frontend": {"opset": ctx.opset, "dropped_output_ops": list(ctx.dropped),
-                     "folded_ops": len(folded.folded)},
+                     "folded_ops": len(folded.folded),
+                     "unused_nodes": unused},   # nodes the output does not depend on (not converted)
     })
     g.onnx_model = m
     try:
