@@ -11,7 +11,7 @@ import math
 import numpy as np
 import onnx
 
-from snncc.frontend.importer import NCHW, NHWC, Ctx, Feat
+from snncc.frontend.importer import NCHW, Ctx, Feat
 from snncc.frontend.registry import RELU_HINT, register
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,

@@ -23,12 +23,6 @@ def _load(name):
     return _CACHE[name]
 
 
-def _input(g, n=6, seed=0):
-    rng = np.random.default_rng(seed)
-    hi = 255.0 if "innorm" in g.meta.get("input_name", "") or g.meta.get("_hi") else 1.0
-    return rng.uniform(0, hi, size=(n,) + tuple(g.meta["onnx_input_shape"])).astype(np.float32)
-
-
 def _x(name, g, n=6, seed=0):
     rng = np.random.default_rng(seed)
     hi = 255.0 if "innorm" in name else 1.0
