@@ -1,0 +1,200 @@
+"""Reproduce the paper's experiments on the shared CIFAR-10 ResNets and write docs/results.md.
+
+    python benchmarks/paper_tables.py --depths 20,32,56 --test-limit 1000 -T 350
+
+For every depth: export the pretrained checkpoint to ONNX (examples/pytorch),
+measure the ANN in onnxruntime, then convert and simulate
+
+* ``no-shortcut-norm``: layer-wise lambda, shortcut weights left at 1 (Table 2 baseline);
+* ``paper-nocomp``: layer-wise lambda with shortcut lambda_in/lambda_out (Table 2/3);
+* ``paper``: the same plus compensation searched on calibration images (Table 3, Table 1 fit);
+* ``best``: snncc's default preset (channel-wise lambda, half-threshold start, bias calibration).
+
+Calibration, percentile profiling, bias calibration and the zeta search use only
+``cifar10_calib.npz``; accuracy is measured on a seeded random subset of the test split.
+Results go to a JSON file per run (``--workdir``) and to ``--out`` as Markdown with plots.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "examples", "pytorch"))
+
+SCALE, MEAN, STD = 1 / 255, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+CONFIGS = {
+    "no-shortcut-norm": dict(preset="paper", shortcut_norm=False, compensate="none"),
+    "paper-nocomp": dict(preset="paper", compensate="none"),
+    "paper": dict(preset="paper"),
+    "best": dict(preset="best"),
+}
+
+
+def checkpoints(T):
+    pts = [t for t in (8, 16, 32, 64, 128, 256) if t < T]
+    return pts + [T]
+
+
+def ann_accuracy(onnx_path, x, y, batch=500):
+    import onnxruntime as ort
+    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    ok = 0
+    for i in range(0, len(x), batch):
+        xb = ((x[i:i + batch].astype(np.float32) * SCALE - np.array(MEAN, np.float32)[:, None, None])
+              / np.array(STD, np.float32)[:, None, None])
+        ok += int(np.sum(np.argmax(sess.run(None, {name: xb})[0], axis=1) == y[i:i + batch]))
+    return ok / len(x)
+
+
+def run_config(onnx_path, cfg, calib, xt, yt, T, calib_limit, workdir, tag, log):
+    import snncc
+    from snncc.compensation import layer_errors
+    res_path = os.path.join(workdir, f"{tag}.json")
+    if os.path.exists(res_path):
+        with open(res_path) as f:
+            return json.load(f)
+    t0 = time.time()
+    net = snncc.convert(onnx_path, calib, input_scale=SCALE, mean=MEAN, std=STD, calib_limit=calib_limit,
+                        progress=False, log=log, **cfg)
+    conv_s = time.time() - t0
+    net.save(os.path.join(workdir, f"{tag}.snn"))
+    t0 = time.time()
+    r = net.run(xt, timesteps=T, labels=yt, progress=True, batch_size=100)
+    sim_s = time.time() - t0
+    _, errs = layer_errors(net.graph, r)
+    out = {"tag": tag, "config": cfg, "convert_seconds": conv_s, "simulate_seconds": sim_s,
+           "images": int(len(yt)), "T": T,
+           "accuracy_at": {str(t): float(np.mean(r.predictions[:, t - 1] == yt)) for t in range(1, T + 1)},
+           "mean_prop_error": float(np.mean(errs)) if errs else None,
+           "sops_per_image": float(np.mean(r.total_sops())),
+           "spikes_per_image": float(np.mean(sum(v for v in r.spikes.values()))),
+           "zeta": net.graph.meta.get("zeta", 1.0),
+           "compensation": net.graph.meta.get("compensation"),
+           "bias_calibration": net.graph.meta.get("bias_calibration")}
+    with open(res_path, "w") as f:
+        json.dump(out, f, indent=1, default=float)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shared", default=os.environ.get("SNNCC_SHARED", os.path.join(ROOT, "..", "shared")))
+    ap.add_argument("--depths", default="20,32,56")
+    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--test-limit", type=int, default=1000)
+    ap.add_argument("--calib-limit", type=int, default=2000)
+    ap.add_argument("-T", type=int, default=350)
+    ap.add_argument("--workdir", default=os.path.join(ROOT, "out", "paper"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "results.md"))
+    a = ap.parse_args(argv)
+    import snncc.data as sd
+    from export_cifar_resnet import export as export_resnet  # examples/pytorch
+
+    os.makedirs(a.workdir, exist_ok=True)
+    test = np.load(os.path.join(a.shared, "data", "cifar10_test.npz"))
+    xt, yt = sd.subset(test["x"], test["y"].astype(np.int64), a.test_limit)
+    calib = os.path.join(a.shared, "data", "cifar10_calib.npz")
+    results = {}
+    for d in [int(v) for v in a.depths.split(",")]:
+        onnx_path = os.path.join(a.workdir, f"resnet{d}.onnx")
+        if not os.path.exists(onnx_path):
+            export_resnet(d, onnx_path, shared=a.shared)
+        row = {"ann": ann_accuracy(onnx_path, xt, yt)}
+        print(f"ResNet-{d}: ANN {100 * row['ann']:.2f}% on {len(yt)} test images", flush=True)
+        for name in a.configs.split(","):
+            r = run_config(onnx_path, CONFIGS[name], calib, xt, yt, a.T, a.calib_limit, a.workdir,
+                           f"resnet{d}_{name}", log=lambda s: print("   ", s, flush=True))
+            row[name] = r
+            acc = r["accuracy_at"][str(a.T)]
+            print(f"  {name:18s} SNN {100 * acc:.2f}% at T={a.T} (loss {100 * (row['ann'] - acc):.2f} pts), "
+                  f"mean E {r['mean_prop_error']}, zeta {r['zeta']}", flush=True)
+        results[d] = row
+    write_markdown(results, a, len(yt))
+
+
+def write_markdown(results, a, n):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    img_dir = os.path.join(os.path.dirname(a.out), "img")
+    os.makedirs(img_dir, exist_ok=True)
+    T = a.T
+    pts = checkpoints(T)
+    L = []
+    L.append("# Results: the paper's experiments on the shared CIFAR-10 ResNets\n")
+    L.append(f"Generated by `python benchmarks/paper_tables.py --depths {a.depths} --test-limit {a.test_limit} "
+             f"--calib-limit {a.calib_limit} -T {T}`.\n")
+    L.append("Data: CIFAR-10 re-encoded as JPEG by a third party (`../shared/data`), so absolute accuracies are a "
+             "few points below clean CIFAR-10; what matters is the conversion loss (ANN - SNN, same images). "
+             f"Accuracy is measured on a seeded random subset of {n} test images; calibration (percentiles, "
+             "bias calibration, zeta search) uses only `cifar10_calib.npz` (training images). Models: the "
+             "pretrained akamaster ResNets (option-A shortcuts), exported with `examples/pytorch`.\n")
+    L.append(f"## Table 2: shortcut normalisation (error %, T={T})\n")
+    L.append("| model | ANN | SNN, shortcut weight 1 | SNN, shortcut lambda_in/lambda_out |")
+    L.append("| --- | --- | --- | --- |")
+    for d, row in results.items():
+        def err(k):
+            return f"{100 * (1 - row[k]['accuracy_at'][str(T)]):.2f}" if k in row else "-"
+        L.append(f"| ResNet-{d} | {100 * (1 - row['ann']):.2f} | {err('no-shortcut-norm')} | {err('paper-nocomp')} |")
+    L.append(f"\n## Table 3: compensation (error %, mean propagation error E at T={T})\n")
+    L.append("| model | SNN without compensation | E | SNN with compensation (zeta) | E |")
+    L.append("| --- | --- | --- | --- | --- |")
+    for d, row in results.items():
+        if "paper-nocomp" in row and "paper" in row:
+            a0, a1 = row["paper-nocomp"], row["paper"]
+            L.append(f"| ResNet-{d} | {100 * (1 - a0['accuracy_at'][str(T)]):.2f} | {a0['mean_prop_error']:.4f} | "
+                     f"{100 * (1 - a1['accuracy_at'][str(T)]):.2f} ({a1['zeta']}) | {a1['mean_prop_error']:.4f} |")
+    L.append("\n## Table 1: fit of the propagation error E = p * q^l (calibration images)\n")
+    L.append("| model | p | q | adjusted R^2 | layers fitted |")
+    L.append("| --- | --- | --- | --- | --- |")
+    for d, row in results.items():
+        c = (row.get("paper") or {}).get("compensation") or {}
+        f = c.get("fit") or {}
+        if f:
+            L.append(f"| ResNet-{d} | {f['p']:.4g} | {f['q']:.4f} | {f['adj_r2']:.3f} | {f['n']} |")
+    L.append("\n## Conversion loss vs time step (points, ANN - SNN)\n")
+    L.append("| model | preset | " + " | ".join(f"T={t}" for t in pts) + " |")
+    L.append("| --- | --- | " + " | ".join("---" for _ in pts) + " |")
+    for d, row in results.items():
+        for k in ("paper", "best"):
+            if k in row:
+                L.append(f"| ResNet-{d} | {k} | " + " | ".join(
+                    f"{100 * (row['ann'] - row[k]['accuracy_at'][str(t)]):.2f}" for t in pts) + " |")
+    fig, ax = plt.subplots(1, len(results), figsize=(5 * len(results), 3.8), squeeze=False)
+    for i, (d, row) in enumerate(results.items()):
+        for k in ("no-shortcut-norm", "paper-nocomp", "paper", "best"):
+            if k in row:
+                ts = list(range(1, T + 1))
+                ax[0, i].plot(ts, [100 * row[k]["accuracy_at"][str(t)] for t in ts], label=k)
+        ax[0, i].axhline(100 * row["ann"], color="k", ls="--", label="ANN")
+        ax[0, i].set_title(f"ResNet-{d}")
+        ax[0, i].set_xlabel("time step")
+        ax[0, i].set_ylabel("top-1 accuracy (%)")
+        ax[0, i].set_ylim(max(0, 100 * row["ann"] - 30), 100 * row["ann"] + 2)
+        ax[0, i].grid(alpha=.3)
+        ax[0, i].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(img_dir, "accuracy_vs_t.png"), dpi=100)
+    L.append("\n![accuracy vs time step](img/accuracy_vs_t.png)\n")
+    L.append("## Operations and energy (paper Section 4.4)\n")
+    L.append("| model | preset | SOPs / image | spikes / image | SNN energy (uJ, 77 fJ/SOP) |")
+    L.append("| --- | --- | --- | --- | --- |")
+    for d, row in results.items():
+        for k in ("paper", "best"):
+            if k in row:
+                s = row[k]["sops_per_image"]
+                L.append(f"| ResNet-{d} | {k} | {s:,.0f} | {row[k]['spikes_per_image']:,.0f} | {s * 77e-9:.2f} |")
+    with open(a.out, "w") as f:
+        f.write("\n".join(L) + "\n")
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
