@@ -778,6 +778,12 @@ def _pool(ctx: Ctx, node, op: str):
                                 "export pooling with ceil_mode=False (or adjust the input size)")
     if max(pads[0], pads[2]) >= k[0] or max(pads[1], pads[3]) >= k[1]:
         raise ctx.error(f"pads {pads} are not smaller than the kernel {k}", "use smaller pads")
+    if op == "avgpool" and tuple(k) == (h, w) and not any(pads):
+        # an average pool over the whole map (PyTorch's F.avg_pool2d(x, x.size(3))) is a
+        # global average pool: later passes merge it with the classifier into one synapse
+        nm = ctx.add("globalavgpool", [f.node], onnx_tensor=node.output[0], onnx_perm=tuple(f.perm))
+        ctx.set(node.output[0], Feat(nm, 4, f.perm))
+        return
     at = {"kernel": k, "stride": s, "pads": pads}
     if op == "avgpool":
         at["count_include_pad"] = bool(int(a.get("count_include_pad", 0)))
