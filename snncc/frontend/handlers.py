@@ -192,6 +192,18 @@ def _conv_check(ctx: Ctx, node):
 
 @register("Conv", check=_conv_check)
 def conv(ctx: Ctx, node):
+    """2-D convolution.
+
+    IR: ``conv``
+    Accepts: rank-4 constant weight (any ``group``, so depthwise convolutions too), optional
+    constant bias, any ``strides`` and ``dilations``, explicit non-negative ``pads`` or ``auto_pad``
+    ``SAME_UPPER``/``SAME_LOWER``/``VALID``, on an (N, C, H, W) feature map (channels-last models
+    reach it through the exporter's Transposes).
+    Rejects: weights computed from the input; 1-D and 3-D convolutions; negative pads.
+    Notes: the OIHW weight is stored channels-last (KH, KW, Cin/group, Cout); a following
+    BatchNorm, constant Add/Sub/Mul/Div fold into it. Two convolutions with no ReLU between them
+    cannot be lowered to IF neurons.
+    """
     x = ctx.feat(node.input[0])
     _spatial(ctx, x)
     a = attrs(node)
@@ -230,6 +242,16 @@ def _bn_check(ctx: Ctx, node):
 
 @register("BatchNormalization", check=_bn_check)
 def batchnorm(ctx: Ctx, node):
+    """Inference-mode batch normalisation.
+
+    IR: ``batchnorm``
+    Accepts: constant scale, bias, mean and variance (per channel or scalar), any ``epsilon``, on
+    axis 1 of an (N, C, H, W) or (N, C) tensor.
+    Rejects: ``training_mode=1``; statistics that are not constants; using the running mean/var
+    outputs; per-position statistics (``spatial=0`` of opsets 7-8).
+    Notes: folded into the preceding conv/dense (Eq. 1, pass ``fold_batchnorm``), otherwise an
+    ``affine`` (per-channel scale and shift); ``momentum`` is ignored.
+    """
     x = ctx.feat(node.input[0])
     _channel_axis_ok(ctx, x)
     _unused_extra_outputs(ctx, node)
@@ -263,6 +285,13 @@ def _relu_node(ctx: Ctx, node, cap=None):
 
 @register("Relu")
 def relu(ctx: Ctx, node):
+    """ReLU: an integrate-and-fire population.
+
+    IR: ``relu``
+    Accepts: any feature map or feature vector.
+    Notes: becomes a ``neuron`` population of integrate-and-fire neurons (pass ``eliminate_sums``);
+    its activations are profiled for the normalisation factor lambda.
+    """
     _relu_node(ctx, node)
 
 
@@ -295,6 +324,17 @@ def _clip_check(ctx: Ctx, node):
 
 @register("Clip", check=_clip_check)
 def clip(ctx: Ctx, node):
+    """Clip(0, c): ReLU6-style capped ReLU.
+
+    IR: ``relu`` (with cap = max)
+    Accepts: ``min`` = 0 and ``max`` > 0 (or no/infinite ``max``: a plain ReLU), as attributes or
+    constant inputs.
+    Rejects: ``min`` other than 0 or absent (Hardtanh, clamping to negative values); bounds that are
+    not constants; ``max`` <= 0.
+    Opsets: ``min``/``max`` are attributes before opset 11 and optional inputs from opset 11.
+    Notes: after normalisation lambda <= cap, so the firing-rate limit of one spike per step
+    implements the cap.
+    """
     reason = _clip_check(ctx, node)
     if reason:
         raise ctx.error(reason, RELU_HINT)
@@ -370,6 +410,17 @@ def _add_const(ctx: Ctx, node, tname: str, cval):
 
 @register("Add")
 def add(ctx: Ctx, node):
+    """Addition: residual sum, or a constant bias.
+
+    IR: ``add`` | ``affine``
+    Accepts: two feature maps of identical shape and layout (the residual connection); a feature
+    map/vector plus a per-channel or scalar constant.
+    Rejects: broadcasting between two activations; a tensor added to itself; constants that vary
+    over positions.
+    Notes: a residual ``add`` is absorbed into the next IF population, whose membrane integrates all
+    incoming currents (Section 3.2); a constant right after a conv/dense becomes its bias, elsewhere an
+    ``affine`` shift.
+    """
     a, b, ca, cb = _binary(ctx, node)
     if not ca and not cb:
         _sum_feats(ctx, node, [ctx.feat(a), ctx.feat(b)])
@@ -381,6 +432,12 @@ def add(ctx: Ctx, node):
 
 @register("Sum")
 def sum_(ctx: Ctx, node):
+    """N-ary sum of feature maps.
+
+    IR: ``add``
+    Accepts: feature maps of identical shape and layout (one operand: an alias).
+    Rejects: constant operands (use Add for biases).
+    """
     if any(ctx.is_const(i) for i in node.input):
         raise ctx.error("Sum with a constant operand", "use Add for biases")
     fs = [ctx.feat(i) for i in node.input]
@@ -392,6 +449,15 @@ def sum_(ctx: Ctx, node):
 
 @register("Sub")
 def sub(ctx: Ctx, node):
+    """Subtraction.
+
+    IR: ``affine`` | ``add``
+    Accepts: feature minus a per-channel/scalar constant, constant minus feature (both ``affine``),
+    feature minus feature of the same shape (``affine`` with scale -1, then ``add``).
+    Rejects: constants that vary over positions; broadcasting between activations.
+    Notes: in-graph input normalisation ``(x - mean) / std`` right after the input is folded into the
+    input preprocessing (pass ``fold_input_affine``).
+    """
     a, b, ca, cb = _binary(ctx, node)
     if not ca and not cb:
         fa, fb = ctx.feat(a), ctx.feat(b)
@@ -423,6 +489,13 @@ def _mul_div_check(ctx: Ctx, node):
 
 @register("Mul", check=_mul_div_check)
 def mul(ctx: Ctx, node):
+    """Multiplication by a constant.
+
+    IR: ``affine``
+    Accepts: one operand a per-channel or scalar constant.
+    Rejects: the product of two activations (attention, squeeze-and-excitation, SiLU =
+    x * sigmoid(x)): not linear; constants that vary over positions.
+    """
     a, b, ca, cb = _binary(ctx, node)
     t, c = (a, ctx.consts[b]) if cb else (b, ctx.consts[a])
     f = ctx.feat(t)
@@ -432,6 +505,12 @@ def mul(ctx: Ctx, node):
 
 @register("Div", check=_mul_div_check)
 def div(ctx: Ctx, node):
+    """Division by a constant.
+
+    IR: ``affine``
+    Accepts: a feature map/vector divided by a per-channel or scalar non-zero constant.
+    Rejects: a constant divided by an activation; activation / activation; division by zero.
+    """
     f = ctx.feat(node.input[0])
     v = _chan_vec(ctx, f, ctx.const(node.input[1], "divisor"), "divisor")
     _affine(ctx, node, f, 1.0 / v, np.zeros_like(v), node.output[0], node.input[0])
@@ -464,6 +543,15 @@ def _gemm_check(ctx: Ctx, node):
 
 @register("Gemm", check=_gemm_check)
 def gemm(ctx: Ctx, node):
+    """Fully connected layer.
+
+    IR: ``dense``
+    Accepts: an (N, F) input, constant ``B`` (``transB`` 0 or 1), ``alpha``, ``beta``, optional
+    constant ``C`` of shape (F,) or (1, F).
+    Rejects: ``transA=1``; weights that are not constants; a per-sample bias.
+    Notes: after a Flatten of an NCHW map the weight rows are permuted to the channels-last order of
+    the IR, so the IR computes exactly what ONNX computes.
+    """
     a = attrs(node)
     f = ctx.feat(node.input[0])
     bmat = np.asarray(ctx.const(node.input[1], "weight"), np.float64)
@@ -490,6 +578,12 @@ def _matmul_check(ctx: Ctx, node):
 
 @register("MatMul", check=_matmul_check)
 def matmul(ctx: Ctx, node):
+    """Matrix product with a constant weight matrix (Keras/TF Dense, PyTorch dynamo Linear).
+
+    IR: ``dense``
+    Accepts: an (N, F) input times a constant 2-D matrix; a following constant Add becomes the bias.
+    Rejects: activation times activation; a weight that is not a matrix.
+    """
     f = ctx.feat(node.input[0])
     w = np.asarray(ctx.const(node.input[1], "weight"), np.float64)
     _dense(ctx, node, f, w, np.zeros(w.shape[1]))
@@ -498,6 +592,13 @@ def matmul(ctx: Ctx, node):
 # -- shape and layout ops -------------------------------------------------------------------
 @register("Flatten")
 def flatten(ctx: Ctx, node):
+    """Flatten to (N, features).
+
+    IR: ``flatten``
+    Accepts: ``axis`` = 1 (or its negative equivalent).
+    Rejects: any other axis (it would mix the batch dimension).
+    Notes: flattens channels-last; the next dense layer's rows are permuted to match ONNX's order.
+    """
     f = ctx.feat(node.input[0])
     axis = int(attrs(node).get("axis", 1))
     if axis < 0:
@@ -515,6 +616,14 @@ def _reshape_check(ctx: Ctx, node):
 
 @register("Reshape", check=_reshape_check)
 def reshape(ctx: Ctx, node):
+    """Reshape of a feature tensor.
+
+    IR: ``flatten`` | none (alias)
+    Accepts: flattening to (N, -1) (also ``x.view(x.size(0), -1)``, whose target is computed from
+    ``Shape`` and recovered by constant folding), adding or removing 1x1 spatial dims.
+    Rejects: targets computed from activations; reshapes that mix the batch dimension into features;
+    any other reshape of a spatial map.
+    """
     f = ctx.feat(node.input[0])
     out = _resolve_shape(ctx, node, f, node.input[1], int(attrs(node).get("allowzero", 0)))
     ctx.set(node.output[0], reshape_feat(ctx, f, out))
@@ -531,6 +640,13 @@ def _axes(ctx: Ctx, node, idx: int = 1):
 
 @register("Squeeze")
 def squeeze(ctx: Ctx, node):
+    """Squeeze of size-1 axes (e.g. after global pooling).
+
+    IR: ``flatten`` | none (alias)
+    Accepts: non-batch axes of size 1 (all size-1 axes when ``axes`` is absent).
+    Rejects: the batch axis; axes that are not 1.
+    Opsets: ``axes`` is an attribute before opset 13, a constant input from opset 13.
+    """
     f = ctx.feat(node.input[0])
     shp = (None,) + tuple(ctx.onnx_shape(f))
     axes = _axes(ctx, node)
@@ -546,6 +662,13 @@ def squeeze(ctx: Ctx, node):
 
 @register("Unsqueeze")
 def unsqueeze(ctx: Ctx, node):
+    """Unsqueeze (insert size-1 axes).
+
+    IR: none (alias)
+    Accepts: new non-batch axes, e.g. turning a pooled (N, C) vector back into (N, C, 1, 1).
+    Rejects: a new batch axis; missing ``axes``.
+    Opsets: ``axes`` is an attribute before opset 13, a constant input from opset 13.
+    """
     f = ctx.feat(node.input[0])
     shp = list(ctx.onnx_shape(f))
     axes = _axes(ctx, node)
@@ -563,6 +686,15 @@ def unsqueeze(ctx: Ctx, node):
 
 @register("Transpose")
 def transpose(ctx: Ctx, node):
+    """Layout change.
+
+    IR: none (layout only)
+    Accepts: permutations of rank-4 feature maps that keep the batch first (NHWC <-> NCHW around
+    the convolutions of Keras/TF exports); identity permutations of any tensor.
+    Rejects: moving the batch axis; permuting a feature vector.
+    Notes: the IR is channels-last throughout; a Transpose only changes how the front end maps ONNX
+    axes onto it. An NHWC model input is recognised from its Transpose to NCHW.
+    """
     f = ctx.feat(node.input[0])
     p = attrs(node).get("perm")
     p = list(range(f.rank))[::-1] if p is None else [int(i) for i in p]
@@ -585,6 +717,10 @@ def _alias(ctx: Ctx, node):
 
 @register("Identity")
 def identity(ctx: Ctx, node):
+    """Identity.
+
+    IR: none (alias)
+    """
     _alias(ctx, node)
 
 
@@ -597,12 +733,24 @@ def _dropout_check(ctx: Ctx, node):
 
 @register("Dropout", check=_dropout_check)
 def dropout(ctx: Ctx, node):
+    """Dropout at inference (the identity).
+
+    IR: none (alias)
+    Accepts: no ``training_mode`` input or a constant False; ``ratio`` is ignored.
+    Rejects: ``training_mode`` True or computed; using the ``mask`` output.
+    """
     _unused_extra_outputs(ctx, node)
     _alias(ctx, node)
 
 
 @register("Cast")
 def cast(ctx: Ctx, node):
+    """Cast between float types (exporters insert them around every op).
+
+    IR: none (alias)
+    Accepts: casts to float, double, float16 or bfloat16.
+    Rejects: casting an activation to an integer or bool type.
+    """
     if int(attrs(node).get("to", onnx.TensorProto.FLOAT)) not in FLOAT_TYPES:
         raise ctx.error("casts an activation to a non-float type", "keep activations in float")
     _alias(ctx, node)
@@ -616,6 +764,14 @@ def _softmax_check(ctx: Ctx, node):
 
 @register("Softmax", check=_softmax_check)
 def softmax(ctx: Ctx, node):
+    """Softmax / LogSoftmax after the logits.
+
+    IR: none (dropped)
+    Accepts: only as the model's last op, over the class axis of the (N, classes) logits.
+    Rejects: a Softmax/LogSoftmax anywhere else (e.g. attention).
+    Notes: argmax-invariant, so it is dropped; the IR ends at the logits
+    (``graph.meta['output_name']``).
+    """
     f = ctx.feat(node.input[0])
     if f.rank != 2 or f.view is not None:
         raise ctx.error("softmax over a feature map", "apply Softmax to (N, classes) logits only")
@@ -648,6 +804,17 @@ def _pad_check(ctx: Ctx, node):
 
 @register("Pad", check=_pad_check)
 def pad(ctx: Ctx, node):
+    """Constant zero padding.
+
+    IR: ``pad``
+    Accepts: ``mode`` = constant with constant pads; spatial pads (merged into the following conv's
+    ``pads``, e.g. Keras ``ZeroPadding2D``); zero channel pads (the option-A shortcut, with Slice).
+    Rejects: ``reflect``/``edge``/``wrap`` modes; negative pads (cropping); padding the batch axis;
+    channel padding with a non-zero value. A spatial pad that no conv absorbs (e.g. with a non-zero
+    value) is rejected when the model is lowered.
+    Opsets: pads and value are attributes before opset 11, inputs from opset 11; the ``axes`` input
+    (opset 18) is supported.
+    """
     f = ctx.feat(node.input[0])
     if f.rank != 4 or f.view is not None:
         raise ctx.error(f"padding a rank-{f.rank} tensor", "pad (N, C, H, W) feature maps only")
@@ -692,6 +859,15 @@ def _slice_check(ctx: Ctx, node):
 
 @register("Slice", check=_slice_check)
 def slice_(ctx: Ctx, node):
+    """Strided spatial subsampling ``x[:, :, o::s, o::s]`` (option-A shortcut).
+
+    IR: ``subsample`` | none (full slice)
+    Accepts: constant starts/ends/axes/steps; slices of the spatial axes that run to the end of the
+    axis with a positive step (consecutive slices are merged); full slices of other axes.
+    Rejects: channel slicing (channel split/shuffle); crops that stop before the end of an axis;
+    slicing the batch axis; negative steps.
+    Opsets: starts/ends/axes are attributes before opset 10, inputs from opset 10.
+    """
     f = ctx.feat(node.input[0])
     if f.rank != 4 or f.view is not None:
         raise ctx.error(f"slicing a rank-{f.rank} tensor", "slice (N, C, H, W) feature maps only")
@@ -793,16 +969,44 @@ def _pool(ctx: Ctx, node, op: str):
 
 @register("MaxPool", check=_pool_check)
 def maxpool(ctx: Ctx, node):
+    """2-D max pooling.
+
+    IR: ``maxpool``
+    Accepts: any 2-D kernel and stride, pads smaller than the kernel (explicit or ``auto_pad``),
+    ``ceil_mode=1`` only where it does not change the output size.
+    Rejects: dilations other than 1; 1-D/3-D pooling; using the ``Indices`` output; an input that
+    can be negative (not a ReLU or pooled ReLU output), reported when the model is lowered.
+    Notes: becomes a ``maxgate``: in each window the output spikes iff the input neuron with the
+    highest spike count so far spiked at this step (docs/runtime.md).
+    """
     _pool(ctx, node, "maxpool")
 
 
 @register("AveragePool", check=_pool_check)
 def avgpool(ctx: Ctx, node):
+    """2-D average pooling.
+
+    IR: ``avgpool`` | ``globalavgpool``
+    Accepts: any 2-D kernel and stride, pads smaller than the kernel, ``count_include_pad`` 0 or 1,
+    ``ceil_mode=1`` only where it does not change the output size; a pool over the whole map without
+    pads (PyTorch ``F.avg_pool2d(x, x.size(3))``) is a global average pool.
+    Rejects: dilations other than 1; 1-D/3-D pooling; an input that is not a ReLU or pooled ReLU
+    output, reported when the model is lowered.
+    Notes: a population with a fixed average-pooling synapse and zero bias; a global average pool
+    merges into the following dense layer.
+    """
     _pool(ctx, node, "avgpool")
 
 
 @register("GlobalAveragePool")
 def global_avgpool(ctx: Ctx, node):
+    """Global average pooling.
+
+    IR: ``globalavgpool``
+    Accepts: an (N, C, H, W) feature map.
+    Notes: merged into the following dense layer or 1x1 convolution (pass ``merge_linear``): no
+    spiking layer of its own.
+    """
     f = ctx.feat(node.input[0])
     _spatial(ctx, f)
     nm = ctx.add("globalavgpool", [f.node])
@@ -811,6 +1015,11 @@ def global_avgpool(ctx: Ctx, node):
 
 @register("GlobalMaxPool")
 def global_maxpool(ctx: Ctx, node):
+    """Global max pooling.
+
+    IR: ``maxpool`` (kernel = the whole map)
+    Accepts: an (N, C, H, W) feature map that is a ReLU or pooled ReLU output.
+    """
     f = ctx.feat(node.input[0])
     _spatial(ctx, f)
     h, w, _ = ctx.ir_shape(f)
@@ -821,6 +1030,13 @@ def global_maxpool(ctx: Ctx, node):
 
 @register("ReduceMean")
 def reduce_mean(ctx: Ctx, node):
+    """Mean over the spatial axes (Keras ``GlobalAveragePooling2D``).
+
+    IR: ``globalavgpool`` (+ ``flatten`` with ``keepdims=0``)
+    Accepts: exactly the two spatial axes of a rank-4 feature map, in NCHW or NHWC order.
+    Rejects: any other set of axes; no axes (reduce over everything).
+    Opsets: ``axes`` is an attribute before opset 18, a constant input from opset 18.
+    """
     f = ctx.feat(node.input[0])
     if f.rank != 4 or f.view is not None:
         raise ctx.error(f"ReduceMean of a rank-{f.rank} tensor", "reduce over the spatial axes of a feature map")
