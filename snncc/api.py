@@ -69,6 +69,16 @@ def resolve_options(preset: str = "best", **overrides) -> ConvertOptions:
                          "e.g. --calibrate-bias 64, or 0 to disable")
     if opts.input_scale <= 0 or not np.isfinite(opts.input_scale):
         raise SnnccError(f"input scale must be a positive number, got {opts.input_scale}", "e.g. --input-scale 0.0039")
+    try:  # a scalar, a list or an array: a list of floats
+        opts.mean = None if opts.mean is None else [float(m) for m in np.ravel(opts.mean)]
+        opts.std = None if opts.std is None else [float(m) for m in np.ravel(opts.std)]
+    except (TypeError, ValueError):
+        raise SnnccError(f"mean/std must be numbers, got {opts.mean!r} / {opts.std!r}",
+                         "e.g. mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]") from None
+    for name, v in (("mean", opts.mean), ("std", opts.std)):
+        if v is not None and not all(np.isfinite(m) for m in v):
+            raise SnnccError(f"--{name} values must be finite numbers, got {v}",
+                             f"e.g. --{name} {'0.485,0.456,0.406' if name == 'mean' else '0.229,0.224,0.225'}")
     if opts.std is not None and any(s <= 0 for s in opts.std):
         raise SnnccError("every --std value must be positive", "e.g. --std 0.229,0.224,0.225")
     if isinstance(opts.compensate, str) and opts.compensate not in ("none", "auto"):
@@ -77,8 +87,11 @@ def resolve_options(preset: str = "best", **overrides) -> ConvertOptions:
         except ValueError:
             raise SnnccError(f"--compensate takes none, auto or a number, got {opts.compensate!r}",
                              "e.g. --compensate auto or --compensate 1.05") from None
-    if isinstance(opts.compensate, float) and opts.compensate <= 0:
-        raise SnnccError(f"compensation factor must be positive, got {opts.compensate}", "e.g. --compensate 1.05")
+    if isinstance(opts.compensate, (int, np.integer, np.floating)) and not isinstance(opts.compensate, bool):
+        opts.compensate = float(opts.compensate)
+    if isinstance(opts.compensate, float) and not (np.isfinite(opts.compensate) and opts.compensate > 0):
+        raise SnnccError(f"compensation factor must be a positive number, got {opts.compensate}",
+                         "e.g. --compensate 1.05")
     return opts
 
 

@@ -91,9 +91,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: console width when stdout is not a terminal (CI logs, pipes): rich's default of 80 wraps tables
+#: and truncates names
+PIPE_WIDTH = 120
+
+
 def _console():
+    """A rich console on stdout; at least ``PIPE_WIDTH`` columns wide when not attached to a terminal."""
     from rich.console import Console
-    return Console(stderr=False, highlight=False)
+    con = Console(highlight=False)
+    if not con.is_terminal:
+        con = Console(highlight=False, width=max(PIPE_WIDTH, con.width))
+    return con
+
+
+def _progress(quiet: bool) -> bool:
+    """Progress bars only for interactive runs (tqdm's carriage returns clutter logs and error output)."""
+    return not quiet and sys.stderr.isatty()
+
+
+def _esc(s) -> str:
+    """User/model text (paths, ONNX names) must not be read as rich markup."""
+    from rich.markup import escape
+    return escape(str(s))
 
 
 def cmd_convert(a) -> int:
@@ -103,14 +123,19 @@ def cmd_convert(a) -> int:
     if not os.path.exists(a.model):
         raise SnnccError(f"model file {a.model!r} not found", "check the path to the .onnx file")
     snnfile.check_writable(a.output)
+    for what, src in (("model", a.model), ("calibration", a.calib)):
+        if os.path.exists(src) and os.path.exists(a.output) and os.path.samefile(src, a.output):
+            raise SnnccError(f"output path {a.output!r} is the {what} file", "choose another -o path, e.g. model.snn")
+    if a.dump_ir and os.path.exists(a.dump_ir) and not os.path.isdir(a.dump_ir):
+        raise SnnccError(f"--dump-ir {a.dump_ir!r} is a file, not a directory", "give a directory for the IR dumps")
     con = _console()
-    log = (lambda s: None) if a.quiet else (lambda s: con.print(f"[dim]snncc:[/dim] {s}"))
+    log = (lambda s: None) if a.quiet else (lambda s: con.print(f"[dim]snncc:[/dim] {_esc(s)}", soft_wrap=True))
     t0 = time.time()
     net = api.convert(a.model, a.calib, preset=a.preset, input_scale=a.input_scale, mean=a.mean, std=a.std,
                       percentile=a.percentile, channel_wise=a.channel_wise, shortcut_norm=a.shortcut_norm,
                       init_membrane=a.init_membrane, compensate=a.compensate,
                       calibrate_bias=a.calibrate_bias, calib_limit=a.calib_limit,
-                      batch_size=a.batch_size, verify=a.verify, dump_ir=a.dump_ir, progress=not a.quiet,
+                      batch_size=a.batch_size, verify=a.verify, dump_ir=a.dump_ir, progress=_progress(a.quiet),
                       log=log)
     net.save(a.output)
     if not a.quiet:
@@ -133,13 +158,14 @@ def _print_summary(con, net, out: str, seconds: float) -> None:
     lo, hi = _lambda_range(g.meta)
     m = g.meta
     zeta = m.get("zeta", 1.0) or 1.0
-    con.print(f"[bold green]wrote[/bold green] {out}: {m.get('summary', {}).get('ops_before', '?')} IR ops -> "
+    con.print(f"[bold green]wrote[/bold green] {_esc(out)}: {m.get('summary', {}).get('ops_before', '?')} IR ops -> "
               f"{len(pops)} populations ({len(neurons)} IF neuron layers, "
               f"{sum(int(np.prod(p.shape)) for p in neurons):,} neurons), "
-              f"{g.nx.number_of_edges()} synapse edges")
+              f"{g.nx.number_of_edges()} synapse edges", soft_wrap=True)
     con.print(f"  lambda {lo:.4g} .. {hi:.4g} ({'channel' if m.get('channel_wise') else 'layer'}-wise, "
               f"p{m.get('percentile')}), shortcut norm {'on' if m.get('shortcut_norm', True) else 'off'}, "
-              f"zeta {float(zeta):.4g}, initial membrane {m.get('init_membrane', 0)}, {seconds:.1f} s")
+              f"zeta {float(zeta):.4g}, initial membrane {m.get('init_membrane', 0)}, {seconds:.1f} s",
+              soft_wrap=True)
 
 
 def cmd_inspect(a) -> int:
@@ -149,14 +175,17 @@ def cmd_inspect(a) -> int:
     net = api.load(a.file)
     g = net.graph
     lam = g.meta.get("lambda") or {}
-    t = Table(title=f"{a.file}: {net!r}")
+    t = Table(title=_esc(f"{a.file}: {net!r}"))
     for col in ("population", "op", "shape", "neurons", "incoming edges", "lambda", "fan-in"):
-        t.add_column(col, justify="right" if col in ("neurons", "fan-in", "lambda") else "left")
+        # names are never truncated: too long for a terminal, they fold onto the next line
+        t.add_column(col, justify="right" if col in ("neurons", "fan-in", "lambda") else "left",
+                     overflow="fold" if col in ("population", "incoming edges") else "ellipsis",
+                     no_wrap=col not in ("population", "incoming edges"))
     for p in g.populations():
         ins, fan = [], 0
         for src, d in g.in_edges(p.name):
             syn = d["syn"]
-            ins.append(f"{d['kind'].value}:{syn.op if syn else 'gate'} <- {src}")
+            ins.append(f"{d['kind'].value}:{syn.op if syn else 'gate'} <- {_esc(src)}")
             if syn is not None:
                 fan += synapses.SYNAPSES[syn.op].fan_in(syn, tuple(g.node(src).shape))
         lv = lam.get(p.name)
@@ -167,17 +196,23 @@ def cmd_inspect(a) -> int:
         else:
             arr = np.asarray(lv, dtype=float)
             ls = f"{arr.min():.3g}..{arr.max():.3g}"
-        t.add_row(p.name, p.op, "x".join(map(str, p.shape)), f"{int(np.prod(p.shape)):,}", "\n".join(ins) or "-",
+        t.add_row(_esc(p.name), p.op, "x".join(map(str, p.shape)), f"{int(np.prod(p.shape)):,}", "\n".join(ins) or "-",
                   ls, str(fan) if fan else "-")
     con = _console()
+    if not con.is_terminal:  # logs and pipes: as wide as the table needs, nothing folded
+        from rich.console import Console
+        need = con.measure(t, options=con.options.update_width(100_000)).maximum
+        con = Console(highlight=False, width=max(con.width, need))
     con.print(t)
     m = g.meta
     prov = m.get("provenance") or {}
-    con.print(f"preprocess {m.get('preprocess')}, input layout {m.get('input_layout')}, zeta {m.get('zeta', 1.0)}, "
-              f"initial membrane {m.get('init_membrane', 0)}")
+    con.print(_esc(f"preprocess {m.get('preprocess')}, input layout {m.get('input_layout')}, "
+                   f"zeta {m.get('zeta', 1.0)}, initial membrane {m.get('init_membrane', 0)}"), soft_wrap=True)
     if prov:
-        con.print(f"source {prov.get('source_name')} sha256 {str(prov.get('source_sha256'))[:16]}..., "
-                  f"snncc {prov.get('snncc_version')}, created {prov.get('created')}")
+        con.print(_esc(f"source {prov.get('source_name')} sha256 {str(prov.get('source_sha256'))[:16]}..., "
+                       f"snncc {prov.get('snncc_version')}, created {prov.get('created')}"), soft_wrap=True)
+        if prov.get("options"):
+            con.print(_esc("options " + ", ".join(f"{k}={v}" for k, v in prov["options"].items())), soft_wrap=True)
     return 0
 
 
@@ -211,6 +246,24 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         sys.stderr.write("snncc: error: out of memory (fix: use --calib-limit / --limit or a smaller --batch-size)\n")
         return 1
+    except OSError as e:  # a file the command reads or writes (dump dir, plot, ...)
+        if os.environ.get("SNNCC_DEBUG"):
+            raise
+        where = f" {e.filename!r}" if getattr(e, "filename", None) else ""
+        sys.stderr.write(f"snncc: error: cannot access{where} ({_one_line(e.strerror or e)}) "
+                         f"(fix: check the path and its permissions)\n")
+        return 2
+    except Exception as e:  # a bug: still one line; SNNCC_DEBUG=1 shows the traceback
+        if os.environ.get("SNNCC_DEBUG"):
+            raise
+        sys.stderr.write(f"snncc: internal error: {type(e).__name__}: {_one_line(e)} "
+                         f"(fix: rerun with SNNCC_DEBUG=1 for a traceback and report it)\n")
+        return 1
+
+
+def _one_line(e) -> str:
+    s = " ".join(str(e).split())
+    return s[:200] if s else type(e).__name__
 
 
 if __name__ == "__main__":

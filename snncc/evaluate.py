@@ -86,21 +86,31 @@ def layer_correlation(net, x_cl: np.ndarray, timesteps: int, images: int = 32) -
 
 
 def run_eval(a) -> int:
-    from rich.console import Console
     from rich.table import Table
 
-    from snncc import api
-    con = Console(highlight=False)
+    from snncc import api, snnfile
+    from snncc.cli import _console, _esc, _progress
+    con = _console()
+    for opt, v in (("--pj-per-flop", a.pj_per_flop), ("--fj-per-sop", a.fj_per_sop)):
+        if not (np.isfinite(v) and v >= 0):
+            raise DataError(f"{opt} must be a non-negative energy, got {v}", f"e.g. {opt} "
+                            f"{'12.5' if opt == '--pj-per-flop' else '77'}")
+    for opt, path in (("--json", a.json), ("--plot", a.plot)):  # fail before the simulation, not after
+        if path:
+            snnfile.check_writable(path)
     net = api.load(a.file)
     x, y = _data.load_arrays(a.data, "test data")
     if y is None:
         raise DataError(f"test data {a.data!r} has no labels 'y'", "store labels under the key 'y'")
+    if y.size and (y.min() < 0 or y.max() >= net.n_classes):
+        raise DataError(f"test labels in {a.data!r} range over {int(y.min())}..{int(y.max())} but the network has "
+                        f"{net.n_classes} classes (0..{net.n_classes - 1})", "store 0-based class indices")
     x, y = _data.subset(x, y, a.limit)
-    xc = net.prepare(x, "test data", None if a.quiet else (lambda s: con.print(f"[dim]snncc:[/dim] {s}")))
+    xc = net.prepare(x, "test data", None if a.quiet else (lambda s: con.print(f"[dim]snncc:[/dim] {_esc(s)}")))
     T = a.timesteps
     t0 = time.time()
     res = net.runtime.run(xc, T, labels=y, early_exit=a.early_exit, threads=a.threads,
-                          batch_size=a.batch_size, progress=not a.quiet)
+                          batch_size=a.batch_size, progress=_progress(a.quiet))
     secs = time.time() - t0
     n = xc.shape[0]
     acc_at = {t: float(np.mean(res.predictions[:, t - 1] == y)) for t in checkpoints(T)}
@@ -128,7 +138,7 @@ def run_eval(a) -> int:
            "layers": layers}
     if a.ann:
         out["ann_accuracy"] = ann_accuracy(a.ann, net.graph, xc, y)
-    t = Table(title=f"{os.path.basename(a.file)} on {n} images, T={T}")
+    t = Table(title=_esc(f"{os.path.basename(a.file)} on {n} images, T={T}"))
     t.add_column("step", justify="right")
     t.add_column("SNN accuracy", justify="right")
     for k, v in acc_at.items():
@@ -136,11 +146,12 @@ def run_eval(a) -> int:
     con.print(t)
     if "ann_accuracy" in out:
         con.print(f"ANN accuracy {100 * out['ann_accuracy']:.2f}%  ->  conversion loss "
-                  f"{100 * (out['ann_accuracy'] - out['snn_accuracy']):.2f} points at T={T}")
+                  f"{100 * (out['ann_accuracy'] - out['snn_accuracy']):.2f} points at T={T}", soft_wrap=True)
     con.print(f"{spikes:,.0f} spikes and {sops:,.0f} SOPs per image; {secs / n * 1e3:.1f} ms per image"
-              + (f"; early exit ran {out['mean_steps_run']:.1f} of {T} steps on average" if a.early_exit else ""))
+              + (f"; early exit ran {out['mean_steps_run']:.1f} of {T} steps on average" if a.early_exit else ""),
+              soft_wrap=True)
     con.print(f"energy per image: SNN {out['energy_snn_uj']:.3f} uJ ({a.fj_per_sop:g} fJ/SOP) vs ANN "
-              f"{out['energy_ann_uj']:.3f} uJ ({macs:,} ops x {a.pj_per_flop:g} pJ)")
+              f"{out['energy_ann_uj']:.3f} uJ ({macs:,} ops x {a.pj_per_flop:g} pJ)", soft_wrap=True)
     if a.json:
         from snncc.snnfile import _jsonable, atomic_write
         atomic_write(a.json, json.dumps(_jsonable(out), indent=1).encode())
@@ -179,5 +190,11 @@ def plot_eval(out: dict, path: str) -> None:
     ax[1].legend(fontsize=8)
     ax[1].grid(alpha=.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    import io
+
+    from snncc.snnfile import atomic_write
+    ext = os.path.splitext(path)[1][1:].lower()
+    buf = io.BytesIO()
+    fig.savefig(buf, format=ext if ext in fig.canvas.get_supported_filetypes() else "png", dpi=110)
     plt.close(fig)
+    atomic_write(path, buf.getvalue())

@@ -94,11 +94,29 @@ def to_bytes(graph: Graph) -> bytes:
     return out.getvalue()
 
 
+def _check_dir(d: str) -> None:
+    if not os.path.isdir(d):
+        if os.path.exists(d):
+            raise SnnFileError(f"output directory {d!r} is not a directory", "choose another output path")
+        raise SnnFileError(f"output directory {d!r} does not exist", "create it or choose another output path")
+
+
+def _new_file_mode(path: str) -> int:
+    """Mode of a replaced file, else what ``open()`` would give (0o666 less the umask)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def atomic_write(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
     d = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(d):
-        raise SnnFileError(f"output directory {d!r} does not exist", "create it or choose another -o path")
+    _check_dir(d)
+    if os.path.isdir(path):
+        raise SnnFileError(f"output path {path!r} is a directory", "give a file name")
     try:
         fd, tmp = tempfile.mkstemp(prefix=".snncc-", suffix=".tmp", dir=d)
     except OSError as e:
@@ -108,6 +126,7 @@ def atomic_write(path: str, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _new_file_mode(path))   # mkstemp creates 0600 files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -122,8 +141,7 @@ def save(graph: Graph, path: str) -> None:
 def check_writable(path: str) -> None:
     """Fail early (before long work) if ``path`` cannot be written."""
     d = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(d):
-        raise SnnFileError(f"output directory {d!r} does not exist", "create it or choose another -o path")
+    _check_dir(d)
     if not os.access(d, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise SnnFileError(f"output path {path!r} is not writable", "choose a writable output path")
     if os.path.isdir(path):
