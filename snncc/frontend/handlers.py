@@ -186,7 +186,8 @@ def _conv_check(ctx: Ctx, node):
     if len(node.input) < 2 or not ctx.is_const(node.input[1]):
         return "weights are not constant"
     if ctx.consts[node.input[1]].ndim != 4:
-        return "only 2-D convolutions are supported"
+        return ("only 2-D convolutions are supported (write a Conv1d as a Conv2d with a 1xk kernel on "
+                "(N, C, 1, L) inputs)")
     return None
 
 
@@ -929,9 +930,9 @@ def slice_(ctx: Ctx, node):
 def _pool_check(ctx: Ctx, node):
     a = attrs(node)
     if any(int(d) != 1 for d in a.get("dilations", ())):
-        return "dilated pooling"
+        return "dilated pooling is not supported: pool with dilations=1"
     if len(a.get("kernel_shape", ())) != 2:
-        return "only 2-D pooling is supported"
+        return "only 2-D pooling is supported: pool (N, C, H, W) feature maps"
     if node.op_type == "LpPool":
         return "Lp pooling"
     return None
