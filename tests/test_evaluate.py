@@ -1,0 +1,188 @@
+"""``snncc eval`` end to end on the embedded digits ResNet, and the helpers of snncc.evaluate."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import snncc
+from snncc import evaluate
+from snncc.cli import main
+
+DATA = os.path.join(os.path.dirname(snncc.__file__), "data")
+MODEL = os.path.join(DATA, "digits_resnet.onnx")
+CALIB = os.path.join(DATA, "digits_calib.npz")
+TEST = os.path.join(DATA, "digits_test.npz")
+PRE = ["--input-scale", "0.0625", "--mean", "0.3052", "--std", "0.376"]
+T = 32
+
+
+def cli(capsys, *args):
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as e:
+        rc = e.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def digits_snn(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("eval") / "digits.snn")
+    assert main([MODEL, "-o", out, "--calib", CALIB, *PRE, "--calibrate-bias", "0", "--calib-limit", "200",
+                 "-q"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def full_eval(digits_snn, tmp_path_factory):
+    """One eval with every report: JSON, plot, ANN accuracy (stdout kept for the assertions)."""
+    d = tmp_path_factory.mktemp("evalout")
+    import contextlib
+    import io
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["eval", digits_snn, "--data", TEST, "-T", str(T), "--limit", "100", "--ann", MODEL,
+                   "--json", str(d / "out.json"), "--plot", str(d / "out.png"), "--threads", "1", "-q"])
+    assert rc == 0
+    return d, json.loads((d / "out.json").read_text()), buf.getvalue()
+
+
+def test_eval_json_report(full_eval, digits_snn):
+    d, r, _ = full_eval
+    for k in ("snn_accuracy", "timesteps", "images", "accuracy_at", "ann_accuracy", "sops_per_image",
+              "spikes_per_image", "seconds_per_image", "layers", "energy_snn_uj", "energy_ann_uj",
+              "ann_macs_per_image", "mean_steps_run"):
+        assert k in r, k
+    assert r["timesteps"] == T and r["images"] == 100
+    assert list(r["accuracy_at"]) == ["1", "2", "4", "8", "16", "32"]
+    assert r["accuracy_at"][str(T)] == r["snn_accuracy"]
+    assert r["snn_accuracy"] >= 0.9
+    assert r["ann_accuracy"] >= 0.95
+    # accuracy is a fraction of 100 images and rises with time overall
+    for v in r["accuracy_at"].values():
+        assert 0 <= v <= 1 and abs(v * 100 - round(v * 100)) < 1e-9
+    assert r["accuracy_at"]["1"] < r["accuracy_at"]["32"]
+    assert r["sops_per_image"] > r["spikes_per_image"] > 0 and r["seconds_per_image"] > 0
+    assert r["mean_steps_run"] == T
+    g = snncc.load(digits_snn).graph
+    pops = [p for p in g.populations() if p.op != "input"]
+    assert list(r["layers"]) == [p.name for p in pops]
+    total_spikes = 0.0
+    for p in pops:
+        lay = r["layers"][p.name]
+        for k in ("firing_rate", "propagation_error", "ann_snn_correlation"):
+            assert k in lay
+        assert lay["op"] == p.op and lay["neurons"] == int(np.prod(p.shape))
+        if p.op == "neuron":
+            assert 0 < lay["firing_rate"] < 1
+            assert abs(lay["propagation_error"]) < 1
+            assert lay["ann_snn_correlation"] > 0.9          # rates track the normalised activations
+            # firing rate = spikes / (neurons x steps)
+            assert lay["firing_rate"] == pytest.approx(lay["spikes_per_image"] / (lay["neurons"] * T), rel=1e-9)
+            total_spikes += lay["spikes_per_image"]
+    assert total_spikes == pytest.approx(r["spikes_per_image"], rel=1e-9)
+    assert r["ann_macs_per_image"] == evaluate.ann_macs(g)
+    assert r["energy_snn_uj"] == pytest.approx(r["sops_per_image"] * 77e-9)
+    assert r["energy_ann_uj"] == pytest.approx(r["ann_macs_per_image"] * 12.5e-6)
+
+
+def test_eval_plot_is_a_png(full_eval):
+    d, _, _ = full_eval
+    raw = (d / "out.png").read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+    img = matplotlib.image.imread(str(d / "out.png"))
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+    assert sorted(os.listdir(d)) == ["out.json", "out.png"]           # no temp files
+
+
+def test_eval_console_report(full_eval):
+    _, r, so = full_eval
+    rows = {ln.split("│")[1].strip(): ln.split("│")[2].strip() for ln in so.splitlines()
+            if ln.startswith("│") and ln.split("│")[1].strip().isdigit()}
+    assert rows == {k: f"{100 * v:.2f}%" for k, v in r["accuracy_at"].items()}
+    assert f"ANN accuracy {100 * r['ann_accuracy']:.2f}%" in so
+    assert "SOPs per image" in so and "77 fJ/SOP" in so and "12.5 pJ" in so
+    assert all(len(ln) <= 120 for ln in so.splitlines())
+
+
+def test_eval_early_exit_same_accuracy_fewer_steps(full_eval, digits_snn, tmp_path, capsys):
+    _, r, _ = full_eval
+    rc, so, se = cli(capsys, "eval", digits_snn, "--data", TEST, "-T", T, "--limit", "100", "--early-exit",
+                     "--threads", "1", "--json", tmp_path / "e.json", "-q")
+    assert rc == 0, se
+    e = json.loads((tmp_path / "e.json").read_text())
+    assert e["early_exit"] is True
+    assert e["snn_accuracy"] == r["snn_accuracy"]
+    assert e["mean_steps_run"] < T
+    assert f"early exit ran {e['mean_steps_run']:.1f} of {T} steps on average" in so
+
+
+def test_eval_threads_and_energy_options(full_eval, digits_snn, tmp_path, capsys):
+    _, r, _ = full_eval      # ran with --threads 1 --batch-size 64
+    rc, so, se = cli(capsys, "eval", digits_snn, "--data", TEST, "-T", T, "--limit", "100", "--threads", "1",
+                     "--batch-size", "16", "--pj-per-flop", "4.6", "--fj-per-sop", "1", "--json",
+                     tmp_path / "t.json", "-q")
+    assert rc == 0, se
+    t = json.loads((tmp_path / "t.json").read_text())
+    assert r["threads"] == 1 and t["threads"] == 1
+    # the simulation is deterministic: same numbers with another batch size
+    assert t["accuracy_at"] == r["accuracy_at"]
+    assert t["sops_per_image"] == r["sops_per_image"] and t["spikes_per_image"] == r["spikes_per_image"]
+    assert t["energy_snn_uj"] == pytest.approx(t["sops_per_image"] * 1e-9)
+    assert t["energy_ann_uj"] == pytest.approx(t["ann_macs_per_image"] * 4.6e-6)
+    assert "1 fJ/SOP" in so and "4.6 pJ" in so
+
+
+def test_eval_nhwc_data_and_odd_T(digits_snn, tmp_path, capsys):
+    d = np.load(TEST)
+    np.savez(tmp_path / "nhwc.npz", x=d["x"][:40].transpose(0, 2, 3, 1), y=d["y"][:40])
+    np.savez(tmp_path / "nchw.npz", x=d["x"][:40], y=d["y"][:40])
+    res = {}
+    for name in ("nhwc", "nchw"):
+        rc, so, se = cli(capsys, "eval", digits_snn, "--data", tmp_path / f"{name}.npz", "-T", "20",
+                         "--threads", "1", "--json", tmp_path / f"{name}.json")
+        assert rc == 0, se
+        assert ("transposed automatically" in so) == (name == "nhwc")
+        res[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert list(res["nchw"]["accuracy_at"]) == ["1", "2", "4", "8", "16", "20"]
+    assert res["nhwc"]["accuracy_at"] == res["nchw"]["accuracy_at"]
+
+
+def test_checkpoints():
+    assert evaluate.checkpoints(1) == [1]
+    assert evaluate.checkpoints(32) == [1, 2, 4, 8, 16, 32]
+    assert evaluate.checkpoints(100) == [1, 2, 4, 8, 16, 32, 64, 100]
+
+
+def test_ann_macs_counts_every_synapse(digits_snn):
+    """Independent count: conv k*k*Cin/groups, dense F_in, identity/subsample 1, avgpool k*k per target."""
+    g = snncc.load(digits_snn).graph
+    total = 0
+    for p in g.populations():
+        for u, d in g.in_edges(p.name):
+            syn = d["syn"]
+            if syn is None:
+                continue
+            if syn.op == "conv":
+                kh, kw, cin_g, _ = syn.params["weight"].shape
+                fan = kh * kw * cin_g
+            elif syn.op == "dense":
+                fan = syn.params["weight"].shape[0]
+            else:
+                fan = 1
+            total += fan * int(np.prod(p.shape))
+    assert evaluate.ann_macs(g) == total
+    # the digits ResNet: 3x3 convs 1->16, 16->16 (x2), 16->32 (stride 2), 32->32 (x3), dense 512->10
+    convs = 64 * 9 * 16 + 2 * 64 * 16 * 144 + 16 * 32 * 144 + 3 * 16 * 32 * 288
+    shortcuts = 1024 + 512 + 512
+    assert total == convs + shortcuts + 512 * 10
+
+
+def test_layer_correlation_is_high_and_bounded(digits_snn):
+    net = snncc.load(digits_snn)
+    x = net.prepare(np.load(TEST)["x"][:16])
+    c = evaluate.layer_correlation(net, x, 32, images=16)
+    assert set(c) == {p.name for p in net.graph.populations() if p.op in ("neuron", "maxgate")}
+    assert all(0.9 < v <= 1.0 + 1e-12 for v in c.values())
