@@ -188,6 +188,24 @@ def sigmoid_output():
     return n.model(n.node("Sigmoid", [x], "out"))
 
 
+def keras_same_maxpool():
+    """Keras 3 (torch backend) MaxPooling2D(3, 2, padding="same"): an edge-replicating Pad, then MaxPool."""
+    n = Net()
+    x = n.relu(n.conv("input", 3, 4, "conv1"), "relu1")
+    x = n.node("Pad", [x, n.const(np.array([0, 0, 0, 0, 0, 0, 1, 1]))], "pool1", mode="edge")
+    x = n.node("MaxPool", [x], "pool1", kernel_shape=[3, 3], strides=[2, 2])
+    return n.head(x, 4)
+
+
+def zeropad_maxpool():
+    """ZeroPadding2D(1) + MaxPooling2D(3, 2) (keras.applications ResNet stem): a zero Pad, then MaxPool."""
+    n = Net()
+    x = n.relu(n.conv("input", 3, 4, "conv1"), "relu1")
+    x = n.node("Pad", [x, n.const(np.array([0, 0, 1, 1, 0, 0, 1, 1]))], "pool1", mode="constant")
+    x = n.node("MaxPool", [x], "pool1", kernel_shape=[3, 3], strides=[2, 2])
+    return n.head(x, 4)
+
+
 def upsample():
     n = Net()
     x = n.relu(n.conv("input", 3, 4, "conv1"), "relu1")
@@ -253,6 +271,12 @@ CASES = {
                       "mode))"),
     "sigmoid_output": (sigmoid_output, UnsupportedOpError,
                        f"unsupported ONNX ops: Sigmoid (node '/out/Sigmoid', opset 17) (fix: Sigmoid: {_RELU})"),
+    "keras_same_maxpool": (keras_same_maxpool, UnsupportedOpError,
+                           "unsupported ONNX ops: Pad (node '/pool1/Pad', opset 17) (fix: Pad '/pool1/Pad': "
+                           "mode='edge' (only constant zero padding is supported))"),
+    "zeropad_maxpool": (zeropad_maxpool, ModelError,
+                        "cannot lower maxpool node 'pool1/MaxPool': its operand 'pool1/Pad' is not the output of a "
+                        "ReLU (it can be negative) (fix: put the ReLU before the MaxPool in the model)"),
     "upsample": (upsample, UnsupportedOpError,
                  "unsupported ONNX ops: Resize (node '/up/Resize', opset 17) (fix: Resize: upsampling is not "
                  "supported; use a classifier network)"),
