@@ -1,0 +1,98 @@
+"""Post-training bias calibration (snncc.calibration) on the digits ResNet."""
+import os
+
+import numpy as np
+import pytest
+
+import snncc
+from snncc.analog import run_analog
+from snncc.calibration import calibrate_bias
+from snncc.data import subset
+
+DATA = os.path.join(os.path.dirname(snncc.__file__), "data")
+MODEL = os.path.join(DATA, "digits_resnet.onnx")
+CALIB = os.path.join(DATA, "digits_calib.npz")
+TEST = os.path.join(DATA, "digits_test.npz")
+PRE = dict(input_scale=0.0625, mean=[0.3052], std=[0.376])
+T = 32
+
+
+def _targets(graph, x):
+    """Per-channel mean of the clipped normalised ANN activation of every neuron layer."""
+    acts = run_analog(graph, x, keep=True)
+    return {p.name: np.clip(np.asarray(acts[p.name]), 0, 1).reshape(len(x), -1, p.channels).mean(axis=(0, 1))
+            for p in graph.populations() if p.op == "neuron"}
+
+
+def _gaps(net, x, targets):
+    """Per layer: mean over channels of |target - SNN rate| after T steps."""
+    res = net.runtime.run(x, T, progress=False, threads=1, record=list(targets))
+    out = {}
+    for p in net.graph.populations():
+        if p.name in targets:
+            rate = np.asarray(res.rates[p.name]).reshape(len(x), -1, p.channels).mean(axis=(0, 1))
+            out[p.name] = float(np.mean(np.abs(targets[p.name] - rate)))
+    return out
+
+
+@pytest.mark.parametrize("preset", ["paper", "best"])
+def test_calibrate_bias_reduces_rate_gap(preset, monkeypatch, tmp_path):
+    from snncc.runtime import network as rn
+    net = snncc.convert(MODEL, CALIB, **PRE, preset=preset, calibrate_bias=0, compensate="none", progress=False)
+    before = net.graph.copy()
+    c, t = np.load(CALIB), np.load(TEST)
+    x = net.prepare(c["x"])
+    xt, yt = net.prepare(t["x"])[:150], t["y"][:150]
+    xs, _ = subset(x, None, 32, seed=2)
+    # targets from the uncalibrated network: calibration moves the rates towards them
+    tgt_cal, tgt_test = _targets(before, xs), _targets(before, xt)
+    gap0_cal, gap0_test = _gaps(net, xs, tgt_cal), _gaps(net, xt, tgt_test)
+    acc0 = float(np.mean(net.runtime.run(xt, T, progress=False, threads=1).predictions[:, -1] == yt))
+
+    seen = []
+    orig = rn.Network.run
+
+    def spy(self, xx, *a, **k):
+        seen.append(np.asarray(xx))
+        return orig(self, xx, *a, **k)
+    monkeypatch.setattr(rn.Network, "run", spy)
+    rec = calibrate_bias(net, x, timesteps=T, images=32, progress=False)
+    monkeypatch.setattr(rn.Network, "run", orig)
+
+    # only calibration images were simulated
+    calib_rows = {r.tobytes() for r in x}
+    assert seen and all(r.tobytes() in calib_rows for s in seen for r in s)
+
+    assert net.graph.meta["bias_calibration"] is rec
+    assert rec["timesteps"] == T and rec["images"] == 32
+    assert len(rec["mean_abs_gap"]) >= 1 and all(v >= 0 for v in rec["mean_abs_gap"])
+
+    gap1_cal, gap1_test = _gaps(net, xs, tgt_cal), _gaps(net, xt, tgt_test)
+    m0, m1 = np.mean(list(gap0_cal.values())), np.mean(list(gap1_cal.values()))
+    assert m1 < 0.5 * m0, (gap0_cal, gap1_cal)
+    # it generalises to images it was not fitted on
+    assert np.mean(list(gap1_test.values())) < 0.5 * np.mean(list(gap0_test.values()))
+    # the deepest layers, where the drift accumulates, improve most
+    deep = [p.name for p in net.graph.populations() if p.op == "neuron"][-3:]
+    assert all(gap1_cal[k] < gap0_cal[k] for k in deep)
+
+    # only hidden neuron biases moved; weights and the output layer are untouched
+    for p in net.graph.populations():
+        b0 = before.node(p.name).params.get("bias")
+        if p.op == "neuron":
+            assert not np.array_equal(p.params["bias"], b0)
+            assert p.params["bias"].dtype == b0.dtype and p.params["bias"].shape == b0.shape
+        elif b0 is not None:
+            np.testing.assert_array_equal(p.params["bias"], b0)
+        for u, d in net.graph.in_edges(p.name):
+            for k, v in d["syn"].params.items():
+                np.testing.assert_array_equal(v, before.edge(u, p.name)["syn"].params[k])
+    acc1 = float(np.mean(net.runtime.run(xt, T, progress=False, threads=1).predictions[:, -1] == yt))
+    assert acc1 >= acc0 - 0.02
+    # and it survives a save/load round trip
+    net.save(str(tmp_path / "cal.snn"))
+    back = snncc.load(str(tmp_path / "cal.snn")).graph
+    assert back.meta["bias_calibration"]["mean_abs_gap"] == pytest.approx(rec["mean_abs_gap"])
+    for p in net.graph.populations():
+        if p.op == "neuron":
+            np.testing.assert_array_equal(back.node(p.name).params["bias"], p.params["bias"])
