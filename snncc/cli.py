@@ -223,8 +223,8 @@ def cmd_eval(a) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in SUBCOMMANDS and not argv[0].startswith("-"):
-        argv.insert(0, "convert")
+    if argv and argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "convert")     # the default command, options may come first: snncc -q M.onnx ...
     parser = build_parser()
     if not argv:
         parser.print_help()

@@ -55,8 +55,9 @@ def _short(e: Exception) -> str:
 
 
 def _check_x(x: np.ndarray, path: str, what: str) -> np.ndarray:
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
-        raise DataError(f"{what} array 'x' in {path!r} has non-numeric dtype {x.dtype}", "store numbers")
+    if np.iscomplexobj(x) or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise DataError(f"{what} array 'x' in {path!r} has dtype {x.dtype}; expected real numbers",
+                        "store integer or float images")
     if x.ndim not in (3, 4) or x.shape[0] == 0:
         raise DataError(f"{what} array 'x' in {path!r} has shape {x.shape}; expected (N, C, H, W), (N, H, W, C) "
                         f"or (N, H, W) with N > 0", "reshape the images to a batch of 2-D images")
@@ -90,6 +91,8 @@ def to_channels_last(x: np.ndarray, hwc: tuple[int, int, int], model_layout: str
     Accepts the model's own layout or its transpose; one-channel data may omit
     the channel axis.  Anything else raises :class:`DataError`.
     """
+    if np.iscomplexobj(x) or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise DataError(f"{what} has dtype {x.dtype}; expected real numbers", "pass integer or float images")
     h, w, c = (int(v) for v in hwc)
     chw = (c, h, w)
     s = tuple(x.shape[1:])

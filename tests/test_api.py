@@ -144,6 +144,10 @@ def test_convert_bad_inputs_raise_snncc_errors(tmp_path):
         snncc.convert(MODEL, CALIB, input_scale=0.0625, std=[float("inf")], **FAST)
     with pytest.raises(SnnccError, match="compensation factor"):
         snncc.convert(MODEL, CALIB, compensate=float("nan"), **PRE, **FAST)
+    with pytest.raises(DataError, match="no images"):
+        snncc.convert(MODEL, np.zeros((0, 1, 8, 8)), **PRE, **FAST)
+    with pytest.raises(DataError, match="real numbers"):
+        snncc.convert(MODEL, np.zeros((4, 1, 8, 8), np.complex128), **PRE, **FAST)
     with pytest.raises(SnnFileError, match="not found"):
         snncc.load(str(tmp_path / "nope.snn"))
 

@@ -292,6 +292,7 @@ def bad_inputs(tmp_path, digits_snn):
         np.savez(d / f"{name}.npz", x=xb)
     np.savez(d / "rgb.npz", x=np.zeros((10, 3, 8, 8), np.uint8))
     np.savez(d / "flat.npz", x=np.zeros((10, 8), np.float32))
+    np.savez(d / "complex.npz", x=np.zeros((10, 1, 8, 8), np.complex64))
     np.savez(d / "empty.npz", x=np.zeros((0, 1, 8, 8), np.uint8))
     (d / "zero.npz").write_bytes(b"")
     (d / "somefile.txt").write_text("a file, not a directory\n")
@@ -339,6 +340,7 @@ BAD_CASES = {
     "calib inf": (CONVERT(MODEL, "{in}/inf.npz"), ["inf", "1 of 300"]),
     "calib 3 channels": (CONVERT(MODEL, "{in}/rgb.npz"), ["(10, 3, 8, 8)", "(N, 1, 8, 8)"]),
     "calib 2-d": (CONVERT(MODEL, "{in}/flat.npz"), ["(10, 8)"]),
+    "calib complex": (CONVERT(MODEL, "{in}/complex.npz"), ["complex64", "real numbers"]),
     "calib no images": (CONVERT(MODEL, "{in}/empty.npz"), ["(0, 1, 8, 8)", "N > 0"]),
     "calib empty file": (CONVERT(MODEL, "{in}/zero.npz"), ["zero.npz", "not a readable"]),
     "output dir missing": ([MODEL, "-o", "{out}/nodir/x.snn", "--calib", CALIB, *PRE, *FAST], ["does not exist"]),
@@ -453,6 +455,13 @@ def test_internal_errors_are_one_line_too(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SNNCC_DEBUG", "1")
     with pytest.raises(RuntimeError):
         main([MODEL, "-o", str(tmp_path / "x.snn"), "--calib", CALIB])
+
+
+def test_options_before_the_model_still_mean_convert(tmp_path, capsys):
+    rc, so, se = cli(capsys, "-q", MODEL, "-o", tmp_path / "x.snn", "--calib", CALIB, *PRE, *FAST)
+    assert rc == 0 and so == "" and se == "" and (tmp_path / "x.snn").exists()
+    rc, so, se = cli(capsys, "--help")
+    assert rc == 0 and "{convert,inspect,eval}" in so
 
 
 def test_no_arguments_prints_help(capsys):
