@@ -1,0 +1,115 @@
+"""The shared pretrained CIFAR-10 ResNets (akamaster, option A) end to end.
+
+Skipped with the reason when ``../shared`` (or ``$SNNCC_SHARED``), its data or
+checkpoints, or PyTorch are missing (see conftest.py).  Calibration: the shared
+``cifar10_calib.npz`` (training images) with a seeded 256-image subset; test
+images: a seeded 200-image subset of the JPEG test split.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from snncc.analog import run_analog
+
+pytestmark = pytest.mark.shared
+
+DEPTHS = (20, 32, 56)
+FAST = dict(calibrate_bias=0)   # the analog view does not depend on it; saves the simulations
+
+
+def _assert_logits_close(got, ref, rtol=1e-4):
+    """Logits equal to float32 precision, relative to the logits' magnitude."""
+    np.testing.assert_allclose(got, ref, rtol=0, atol=rtol * float(np.abs(ref).max()))
+
+
+# -- (a) every depth converts; analog == onnxruntime; percentiles are 1 ------------------------
+@pytest.mark.parametrize("depth", DEPTHS)
+def test_analog_matches_onnxruntime(depth, resnet_onnx, convert_cached, ort_logits, out_lambda, test_subset):
+    path = resnet_onnx(depth)
+    net = convert_cached(path, **FAST)
+    x, y = test_subset
+    ref = ort_logits(path, x)
+    lam = out_lambda(net)
+    a = net.analog(x)
+    assert a.shape == ref.shape == (len(x), 10)
+    assert lam > 0
+    np.testing.assert_array_equal(a.argmax(1), ref.argmax(1))
+    _assert_logits_close(a * lam, ref)
+    print(f"\nResNet-{depth}: lambda_out {lam:.3f}, ANN accuracy (ORT, {len(x)} test images) "
+          f"{100 * np.mean(ref.argmax(1) == y):.1f}%, max |analog*lambda - ORT| {np.abs(a * lam - ref).max():.2e}")
+
+
+@pytest.mark.parametrize("depth", DEPTHS)
+def test_channel_percentiles_are_one(depth, resnet_onnx, convert_cached, calib_subset):
+    """Default (channel-wise) normalisation: on the calibration images, every live channel of every
+    neuron layer has its 99.9th-percentile activation at 1 (dead channels stay at 0)."""
+    net = convert_cached(resnet_onnx(depth), **FAST)
+    g = net.graph
+    pct = g.meta["percentile"]
+    assert g.meta["channel_wise"] is True and pct == 99.9
+    acts = run_analog(g, net.prepare(calib_subset), keep=True)
+    layers = g.by_op("neuron")
+    assert len(layers) == depth - 1          # every conv is a neuron layer; the linear head is the output
+    for p in layers:
+        a = np.asarray(acts[p.name]).reshape(-1, p.channels)
+        q = np.percentile(a, pct, axis=0)
+        live = np.asarray(g.meta["activations"][p.name]["channel"]) > 0
+        assert live.mean() > 0.5, f"{p.name}: most channels dead"
+        np.testing.assert_allclose(q[live], 1.0, rtol=1e-4, err_msg=p.name)
+        assert np.all(np.abs(q[~live]) < 1e-4), p.name
+
+
+def test_layer_percentiles_are_one_layer_wise(resnet_onnx, convert_cached, calib_subset, ort_logits,
+                                              out_lambda, test_subset):
+    """Layer-wise normalisation (the paper's): each neuron layer's 99.9th percentile is 1."""
+    path = resnet_onnx(20)
+    net = convert_cached(path, channel_wise=False, **FAST)
+    g = net.graph
+    assert g.meta["channel_wise"] is False
+    acts = run_analog(g, net.prepare(calib_subset), keep=True)
+    for p in g.by_op("neuron"):
+        np.testing.assert_allclose(np.percentile(np.asarray(acts[p.name]), 99.9), 1.0, rtol=1e-4,
+                                   err_msg=p.name)
+    x, _ = test_subset
+    ref = ort_logits(path, x)
+    a = net.analog(x)
+    np.testing.assert_array_equal(a.argmax(1), ref.argmax(1))
+    _assert_logits_close(a * out_lambda(net), ref)
+
+
+# -- (b) the dynamo exporter (opset 18, external data) gives the same network ---------------------
+def test_dynamo_export_matches_legacy(resnet_onnx, convert_cached, out_lambda, test_subset, ort_logits):
+    legacy, dyn = resnet_onnx(20), resnet_onnx(20, dynamo=True)
+    data_file = dyn.with_name(dyn.name + ".data")
+    assert data_file.is_file() and data_file.stat().st_size > 500_000, "weights not written as external data"
+    assert dyn.stat().st_size < 200_000
+    net_l = convert_cached(legacy, **FAST)
+    net_d = convert_cached(dyn, **FAST)
+    x, _ = test_subset
+    a_l, a_d = net_l.analog(x), net_d.analog(x)
+    lam_l, lam_d = out_lambda(net_l), out_lambda(net_d)
+    np.testing.assert_allclose(lam_d, lam_l, rtol=1e-4)
+    np.testing.assert_array_equal(a_d.argmax(1), a_l.argmax(1))
+    _assert_logits_close(a_d * lam_d, a_l * lam_l)
+    _assert_logits_close(a_d * lam_d, ort_logits(dyn, x))
+    assert len(net_d.graph.by_op("neuron")) == len(net_l.graph.by_op("neuron")) == 19
+
+
+# -- (c) the default preset's SNN stays close to the ANN ------------------------------------------
+#: ResNet-20, 200 seeded test images, T=64, default preset ("best"): measured SNN {snn}% vs ANN {ann}%
+SNN_MARGIN = 3.0   # points below the ANN (the task's floor)
+
+
+def test_resnet20_snn_accuracy_floor(resnet_onnx, convert_cached, ort_logits, test_subset):
+    path = resnet_onnx(20)
+    net = convert_cached(path)            # default preset, including bias calibration
+    assert net.graph.meta["provenance"]["options"]["preset"] == "best"
+    x, y = test_subset
+    ann = 100 * float(np.mean(ort_logits(path, x).argmax(1) == y))
+    res = net.run(x, 64, labels=y, progress=False)
+    snn = 100 * res.accuracy(64)
+    curve = ", ".join(f"T={t}: {100 * res.accuracy_at[t]:.1f}%" for t in (8, 16, 32, 64))
+    print(f"\nResNet-20 default preset, {len(x)} test images: ANN {ann:.1f}%, SNN {snn:.1f}% ({curve}); "
+          f"{res.wall_time:.1f} s")
+    assert snn >= ann - SNN_MARGIN, f"SNN {snn:.1f}% more than {SNN_MARGIN} points below the ANN {ann:.1f}%"
