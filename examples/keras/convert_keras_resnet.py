@@ -14,7 +14,7 @@
    transposes them too), printing ANN and SNN accuracy of both.
 
 Everything goes to ``--out`` (default ``<repo>/out/keras``): the two ``.onnx``, the two
-``.snn`` and ``results_resnet{depth}.json``.  The shared directory is ``--shared``, else
+``.snn`` and ``results_resnet{depth}_{preset}.json``.  The shared directory is ``--shared``, else
 ``$SNNCC_SHARED``, else ``../shared`` relative to the repository root.
 """
 from __future__ import annotations
@@ -80,6 +80,8 @@ def main(argv=None) -> int:
     ap.add_argument("-T", "--timesteps", type=int, default=64)
     ap.add_argument("--preset", default="best", choices=("best", "paper"))
     ap.add_argument("--calib-limit", type=int, default=1000, help="calibration images (seeded subset)")
+    ap.add_argument("--calibrate-bias", type=int, default=None,
+                    help="bias-calibration steps (default: the preset's; 0 = off)")
     ap.add_argument("--threads", type=int, default=1, help="numba/torch threads (keep it small on shared machines)")
     ap.add_argument("--skip-snn", action="store_true", help="stop after the ONNX comparison")
     a = ap.parse_args(argv)
@@ -102,7 +104,7 @@ def main(argv=None) -> int:
         print(f"error: {e} (set --shared or $SNNCC_SHARED)", file=sys.stderr)
         return 2
     res = {"depth": a.depth, "images": int(len(y_test)), "T": a.timesteps, "preset": a.preset,
-           "calib_limit": a.calib_limit}
+           "calib_limit": a.calib_limit, "calibrate_bias": a.calibrate_bias}
 
     # 1. Keras model with the PyTorch weights, checked against PyTorch itself
     tmodel = cifar_resnet.load_shared_resnet(a.depth, a.shared)
@@ -146,7 +148,7 @@ def main(argv=None) -> int:
     for tag, path in (("keras", k_onnx), ("torch", t_onnx)):
         t0 = time.time()
         net = snncc.convert(str(path), str(calib), preset=a.preset, input_scale=SCALE, mean=MEAN, std=STD,
-                            calib_limit=a.calib_limit, progress=False,
+                            calib_limit=a.calib_limit, calibrate_bias=a.calibrate_bias, progress=False,
                             log=lambda s, tag=tag: print(f"  [{tag}] {s}", flush=True))
         conv_s = time.time() - t0
         net.save(str(out / f"resnet{a.depth}_{tag}.snn"))
@@ -162,13 +164,15 @@ def main(argv=None) -> int:
               f"(ANN {100 * res[f'ann_{tag}']:.2f}%)", flush=True)
     agree = int(np.sum(np.array(res["snn_keras_predictions"]) == np.array(res["snn_torch_predictions"])))
     res["snn_same_predictions"] = agree
-    print(f"\nResNet-{a.depth}, {len(y_test)} test images, preset {a.preset}, T={a.timesteps}:")
+    cb = "" if a.calibrate_bias is None else f", calibrate_bias={a.calibrate_bias}"
+    print(f"\nResNet-{a.depth}, {len(y_test)} test images, preset {a.preset}{cb}, T={a.timesteps}:")
     print("| export | ANN (onnxruntime) | SNN |")
     print("|---|---|---|")
     for tag, label in (("keras", "Keras 3 model.export (NHWC)"), ("torch", "PyTorch torch.onnx (NCHW)")):
         print(f"| {label} | {100 * res[f'ann_{tag}']:.2f}% | {100 * res[f'snn_{tag}']:.2f}% |")
     print(f"SNN predictions identical on {agree}/{len(y_test)} images")
-    with open(out / f"results_resnet{a.depth}.json", "w") as f:
+    suffix = "" if a.calibrate_bias is None else f"_cb{a.calibrate_bias}"
+    with open(out / f"results_resnet{a.depth}_{a.preset}{suffix}.json", "w") as f:
         json.dump(res, f, indent=1)
     return 0
 
