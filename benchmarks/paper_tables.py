@@ -95,7 +95,8 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "results.md"))
     a = ap.parse_args(argv)
     import snncc.data as sd
-    from export_cifar_resnet import export as export_resnet  # examples/pytorch
+    from cifar_resnet import load_shared_resnet  # examples/pytorch
+    from export_cifar_resnet import export as export_resnet
 
     os.makedirs(a.workdir, exist_ok=True)
     test = np.load(os.path.join(a.shared, "data", "cifar10_test.npz"))
@@ -105,7 +106,7 @@ def main(argv=None):
     for d in [int(v) for v in a.depths.split(",")]:
         onnx_path = os.path.join(a.workdir, f"resnet{d}.onnx")
         if not os.path.exists(onnx_path):
-            export_resnet(d, onnx_path, shared=a.shared)
+            export_resnet(load_shared_resnet(d, a.shared), onnx_path)
         row = {"ann": ann_accuracy(onnx_path, xt, yt)}
         print(f"ResNet-{d}: ANN {100 * row['ann']:.2f}% on {len(yt)} test images", flush=True)
         for name in a.configs.split(","):
