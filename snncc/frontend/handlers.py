@@ -793,9 +793,17 @@ def _ir_axis(f: Feat, onnx_axis: int) -> int:
     return list(f.perm).index(onnx_axis)
 
 
+def _consumer_ops(ctx: Ctx, tensor: str) -> set:
+    return {n.op_type for n in ctx.model.graph.node if tensor in n.input}
+
+
 def _pad_check(ctx: Ctx, node):
     a = attrs(node)
-    if a.get("mode", "constant") != "constant":
+    mode = a.get("mode", "constant")
+    out = node.output[0]
+    if mode == "edge" and out != ctx.output_name and _consumer_ops(ctx, out) == {"MaxPool"}:
+        pass    # Keras MaxPooling2D(padding="same"): replicated borders never change a max (see _pool)
+    elif mode != "constant":
         return f"mode={a.get('mode')!r} (only constant zero padding is supported)"
     for i in node.input[1:]:
         if i and not ctx.is_const(i):
@@ -805,14 +813,17 @@ def _pad_check(ctx: Ctx, node):
 
 @register("Pad", check=_pad_check)
 def pad(ctx: Ctx, node):
-    """Constant zero padding.
+    """Constant zero padding; edge padding in front of a max pool.
 
-    IR: ``pad``
+    IR: ``pad`` | none (merged into a following MaxPool)
     Accepts: ``mode`` = constant with constant pads; spatial pads (merged into the following conv's
-    ``pads``, e.g. Keras ``ZeroPadding2D``); zero channel pads (the option-A shortcut, with Slice).
-    Rejects: ``reflect``/``edge``/``wrap`` modes; negative pads (cropping); padding the batch axis;
-    channel padding with a non-zero value. A spatial pad that no conv absorbs (e.g. with a non-zero
-    value) is rejected when the model is lowered.
+    ``pads``, e.g. Keras ``ZeroPadding2D``, or into a following MaxPool's when the padded tensor is a
+    ReLU output); zero channel pads (the option-A shortcut, with Slice); ``mode`` = edge with
+    spatial pads when every consumer is a MaxPool (Keras ``MaxPooling2D(padding="same")``).
+    Rejects: ``reflect``/``wrap`` modes; ``edge`` mode in front of anything but MaxPool (e.g.
+    AveragePool) or on the channel axis; negative pads (cropping); padding the batch axis; channel
+    padding with a non-zero value. A spatial pad that no conv or max pool absorbs (e.g. with a
+    non-zero value) is rejected when the model is lowered.
     Opsets: pads and value are attributes before opset 11, inputs from opset 11; the ``axes`` input
     (opset 18) is supported.
     """
@@ -842,6 +853,15 @@ def pad(ctx: Ctx, node):
         raise ctx.error("pads the batch axis", "pad only spatial or channel axes")
     h, w, c = (f.perm[i] for i in (1, 2, 3))
     attrs_ = {"pads": (beg[h], beg[w], end[h], end[w]), "cpad": (beg[c], end[c]), "value": value}
+    if a.get("mode", "constant") == "edge":
+        # only MaxPool consumers (checked): the pool takes these pads over (see _pool)
+        if attrs_["cpad"] != (0, 0):
+            raise ctx.error("edge padding of the channel axis", "pad only the spatial axes")
+        if not hasattr(ctx, "maxpool_pads"):
+            ctx.maxpool_pads = {}   # Pad output name -> its spatial pads, for the MaxPool consumers
+        ctx.maxpool_pads[node.output[0]] = attrs_["pads"]
+        ctx.set(node.output[0], f)
+        return
     if value != 0.0 and attrs_["cpad"] != (0, 0):
         raise ctx.error(f"channel padding with value {value}", "pad channels with zeros")
     if attrs_["pads"] == (0, 0, 0, 0) and attrs_["cpad"] == (0, 0):
@@ -938,6 +958,26 @@ def _pool_check(ctx: Ctx, node):
     return None
 
 
+def _pad_before_maxpool(ctx: Ctx, node, f: Feat):
+    """(Feat, pads) of a Pad in front of a MaxPool that the pool can take over exactly: an edge
+    Pad (replicated borders never change a max), or a zero Pad of a ReLU output (0 <= every value)."""
+    extra = getattr(ctx, "maxpool_pads", {}).get(node.input[0])
+    if extra is not None:
+        return f, extra
+    src = ctx.node_of(f)
+    if src.op == "pad" and src.attrs["cpad"] == (0, 0) and float(src.attrs["value"]) == 0.0 \
+            and _sole_alias(ctx, node.input[0], f):
+        (pred,) = ctx.graph.preds(src.name)
+        if ctx.graph.node(pred).op == "relu":
+            extra = tuple(src.attrs["pads"])
+            ctx.graph.remove_node(src.name)
+            for t, v in list(ctx.values.items()):
+                if v.node == src.name:
+                    del ctx.values[t]
+            return Feat(pred, 4, f.perm), extra
+    return f, (0, 0, 0, 0)
+
+
 def _pool(ctx: Ctx, node, op: str):
     f = ctx.feat(node.input[0])
     _spatial(ctx, f)
@@ -945,8 +985,12 @@ def _pool(ctx: Ctx, node, op: str):
     a = attrs(node)
     k = _ints(a["kernel_shape"])
     s = _ints(a.get("strides", (1, 1)))
+    extra = (0, 0, 0, 0)
+    if op == "maxpool":
+        f, extra = _pad_before_maxpool(ctx, node, f)
     h, w, _ = ctx.ir_shape(f)
-    pads = _pads(ctx, a, (h, w), k, s, (1, 1))
+    pads = _pads(ctx, a, (h + extra[0] + extra[2], w + extra[1] + extra[3]), k, s, (1, 1))
+    pads = tuple(p + e for p, e in zip(pads, extra))
     if int(a.get("ceil_mode", 0)):
         for i, (n_, pb, pe) in enumerate(((h, pads[0], pads[2]), (w, pads[1], pads[3]))):
             span = n_ + pb + pe - k[i]
@@ -974,7 +1018,11 @@ def maxpool(ctx: Ctx, node):
 
     IR: ``maxpool``
     Accepts: any 2-D kernel and stride, pads smaller than the kernel (explicit or ``auto_pad``),
-    ``ceil_mode=1`` only where it does not change the output size.
+    ``ceil_mode=1`` only where it does not change the output size. A ``Pad`` right before the pool
+    is merged into its pads exactly when it cannot change a max: ``mode`` = edge (Keras
+    ``MaxPooling2D(padding="same")``), or zero padding of a ReLU output (Keras ``ZeroPadding2D``
+    + ``MaxPooling2D``, the keras.applications ResNet stem); the merged pads must stay smaller
+    than the kernel.
     Rejects: dilations other than 1; 1-D/3-D pooling; using the ``Indices`` output; an input that
     can be negative (not a ReLU or pooled ReLU output), reported when the model is lowered.
     Notes: becomes a ``maxgate``: in each window the output spikes iff the input neuron with the

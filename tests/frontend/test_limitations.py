@@ -188,8 +188,30 @@ def sigmoid_output():
     return n.model(n.node("Sigmoid", [x], "out"))
 
 
+def edge_pad_avgpool():
+    """Keras 3 (torch backend) AveragePooling2D(3, 2, padding="same"): an edge Pad, then AveragePool.
+
+    Unlike a max, an average changes with the replicated border values: still rejected."""
+    n = Net()
+    x = n.relu(n.conv("input", 3, 4, "conv1"), "relu1")
+    x = n.node("Pad", [x, n.const(np.array([0, 0, 0, 0, 0, 0, 1, 1]))], "pool1", mode="edge")
+    x = n.node("AveragePool", [x], "pool1", kernel_shape=[3, 3], strides=[2, 2])
+    return n.head(x, 4)
+
+
+def zeropad_maxpool_negative():
+    """conv -> BN -> ZeroPadding2D -> MaxPool -> ReLU: the zero pad is not of a ReLU output."""
+    n = Net()
+    x = n.bn(n.conv("input", 3, 4, "conv1"), 4, "bn1")
+    x = n.node("Pad", [x, n.const(np.array([0, 0, 1, 1, 0, 0, 1, 1]))], "pool1", mode="constant")
+    x = n.relu(n.node("MaxPool", [x], "pool1", kernel_shape=[3, 3], strides=[2, 2]), "relu1")
+    return n.head(x, 4)
+
+
 def keras_same_maxpool():
-    """Keras 3 (torch backend) MaxPooling2D(3, 2, padding="same"): an edge-replicating Pad, then MaxPool."""
+    """Keras 3 (torch backend) MaxPooling2D(3, 2, padding="same"): an edge-replicating Pad, then MaxPool.
+
+    Converts exactly (not an error case): the MaxPool takes the Pad over as its own pads."""
     n = Net()
     x = n.relu(n.conv("input", 3, 4, "conv1"), "relu1")
     x = n.node("Pad", [x, n.const(np.array([0, 0, 0, 0, 0, 0, 1, 1]))], "pool1", mode="edge")
@@ -198,7 +220,9 @@ def keras_same_maxpool():
 
 
 def zeropad_maxpool():
-    """ZeroPadding2D(1) + MaxPooling2D(3, 2) (keras.applications ResNet stem): a zero Pad, then MaxPool."""
+    """ZeroPadding2D(1) + MaxPooling2D(3, 2) (keras.applications ResNet stem): a zero Pad, then MaxPool.
+
+    Converts exactly (not an error case): the padded tensor is a ReLU output, so a zero never wins."""
     n = Net()
     x = n.relu(n.conv("input", 3, 4, "conv1"), "relu1")
     x = n.node("Pad", [x, n.const(np.array([0, 0, 1, 1, 0, 0, 1, 1]))], "pool1", mode="constant")
@@ -271,12 +295,13 @@ CASES = {
                       "mode))"),
     "sigmoid_output": (sigmoid_output, UnsupportedOpError,
                        f"unsupported ONNX ops: Sigmoid (node '/out/Sigmoid', opset 17) (fix: Sigmoid: {_RELU})"),
-    "keras_same_maxpool": (keras_same_maxpool, UnsupportedOpError,
-                           "unsupported ONNX ops: Pad (node '/pool1/Pad', opset 17) (fix: Pad '/pool1/Pad': "
-                           "mode='edge' (only constant zero padding is supported))"),
-    "zeropad_maxpool": (zeropad_maxpool, ModelError,
-                        "cannot lower maxpool node 'pool1/MaxPool': its operand 'pool1/Pad' is not the output of a "
-                        "ReLU (it can be negative) (fix: put the ReLU before the MaxPool in the model)"),
+    "zeropad_maxpool_negative": (zeropad_maxpool_negative, ModelError,
+                                 "cannot lower maxpool node 'pool1/MaxPool': its operand 'pool1/Pad' is not the "
+                                 "output of a ReLU (it can be negative) (fix: put the ReLU before the MaxPool in "
+                                 "the model)"),
+    "edge_pad_avgpool": (edge_pad_avgpool, UnsupportedOpError,
+                         "unsupported ONNX ops: Pad (node '/pool1/Pad', opset 17) (fix: Pad '/pool1/Pad': "
+                         "mode='edge' (only constant zero padding is supported))"),
     "upsample": (upsample, UnsupportedOpError,
                  "unsupported ONNX ops: Resize (node '/up/Resize', opset 17) (fix: Resize: upsampling is not "
                  "supported; use a classifier network)"),
@@ -343,3 +368,24 @@ def test_preactivation_resnet_converts_exactly():
     y = net.analog(x) * g.meta["lambda"][g.output.name]
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
     assert sum(d["kind"].value == "shortcut" for _, _, d in g.nx.edges(data=True)) >= 2
+
+
+@pytest.mark.parametrize("build, pads", [(keras_same_maxpool, (0, 0, 1, 1)), (zeropad_maxpool, (1, 1, 1, 1))])
+def test_padded_maxpool_from_keras_converts_exactly(build, pads):
+    """Documented as supported: an edge Pad, or a zero Pad of a ReLU output, in front of a MaxPool
+    becomes the pool's own pads (which never win a max); the analog network equals onnxruntime."""
+    import onnxruntime as ort
+    from snncc.frontend import import_onnx
+    m = build()
+    ir = import_onnx(m)
+    assert [nd.op for nd in ir.nodes()].count("pad") == 0
+    (mp,) = [nd for nd in ir.nodes() if nd.op == "maxpool"]
+    assert tuple(mp.attrs["pads"]) == pads and tuple(mp.shape) == (4, 4, 4)
+    x = np.random.default_rng(1).uniform(0, 1, (6, 3, 8, 8)).astype(np.float32)
+    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    net = _convert(m)
+    g = net.graph
+    y = net.analog(x) * g.meta["lambda"][g.output.name]
+    assert np.array_equal(np.argmax(y, 1), np.argmax(ref, 1))
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    assert [p.op for p in g.populations()].count("maxgate") == 1
