@@ -87,6 +87,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", default=os.environ.get("SNNCC_SHARED", os.path.join(ROOT, "..", "shared")))
     ap.add_argument("--depths", default="20,32,56")
+    ap.add_argument("--fixtures", default="plain20,plain_maxpool,resnet_projection,resnet_bottleneck",
+                    help="trained models from tests/fixtures/trained/ reported beside the ResNets ('' for none)")
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--test-limit", type=int, default=1000)
     ap.add_argument("--calib-limit", type=int, default=2000)
@@ -103,20 +105,25 @@ def main(argv=None):
     xt, yt = sd.subset(test["x"], test["y"].astype(np.int64), a.test_limit)
     calib = os.path.join(a.shared, "data", "cifar10_calib.npz")
     results = {}
-    for d in [int(v) for v in a.depths.split(",")]:
-        onnx_path = os.path.join(a.workdir, f"resnet{d}.onnx")
-        if not os.path.exists(onnx_path):
-            export_resnet(load_shared_resnet(d, a.shared), onnx_path)
+    models = [(f"ResNet-{d}", f"resnet{d}", None) for d in [int(v) for v in a.depths.split(",") if v]]
+    models += [(f"{n} (trained fixture)", n, os.path.join(ROOT, "tests", "fixtures", "trained", f"{n}.onnx"))
+               for n in a.fixtures.split(",") if n]
+    for label, key, path in models:
+        onnx_path = path or os.path.join(a.workdir, f"{key}.onnx")
+        if path is None and not os.path.exists(onnx_path):
+            export_resnet(load_shared_resnet(int(key[6:]), a.shared), onnx_path)
         row = {"ann": ann_accuracy(onnx_path, xt, yt)}
-        print(f"ResNet-{d}: ANN {100 * row['ann']:.2f}% on {len(yt)} test images", flush=True)
+        print(f"{label}: ANN {100 * row['ann']:.2f}% on {len(yt)} test images", flush=True)
         for name in a.configs.split(","):
+            if path is not None and name == "no-shortcut-norm":
+                continue
             r = run_config(onnx_path, CONFIGS[name], calib, xt, yt, a.T, a.calib_limit, a.workdir,
-                           f"resnet{d}_{name}", log=lambda s: print("   ", s, flush=True))
+                           f"{key}_{name}", log=lambda s: print("   ", s, flush=True))
             row[name] = r
             acc = r["accuracy_at"][str(a.T)]
             print(f"  {name:18s} SNN {100 * acc:.2f}% at T={a.T} (loss {100 * (row['ann'] - acc):.2f} pts), "
                   f"mean E {r['mean_prop_error']}, zeta {r['zeta']}", flush=True)
-        results[d] = row
+        results[label] = row
     write_markdown(results, a, len(yt))
 
 
@@ -143,14 +150,14 @@ def write_markdown(results, a, n):
     for d, row in results.items():
         def err(k):
             return f"{100 * (1 - row[k]['accuracy_at'][str(T)]):.2f}" if k in row else "-"
-        L.append(f"| ResNet-{d} | {100 * (1 - row['ann']):.2f} | {err('no-shortcut-norm')} | {err('paper-nocomp')} |")
+        L.append(f"| {d} | {100 * (1 - row['ann']):.2f} | {err('no-shortcut-norm')} | {err('paper-nocomp')} |")
     L.append(f"\n## Table 3: compensation (error %, mean propagation error E at T={T})\n")
     L.append("| model | SNN without compensation | E | SNN with compensation (zeta) | E |")
     L.append("| --- | --- | --- | --- | --- |")
     for d, row in results.items():
         if "paper-nocomp" in row and "paper" in row:
             a0, a1 = row["paper-nocomp"], row["paper"]
-            L.append(f"| ResNet-{d} | {100 * (1 - a0['accuracy_at'][str(T)]):.2f} | {a0['mean_prop_error']:.4f} | "
+            L.append(f"| {d} | {100 * (1 - a0['accuracy_at'][str(T)]):.2f} | {a0['mean_prop_error']:.4f} | "
                      f"{100 * (1 - a1['accuracy_at'][str(T)]):.2f} ({a1['zeta']}) | {a1['mean_prop_error']:.4f} |")
     L.append("\n## Table 1: fit of the propagation error E = p * q^l (calibration images)\n")
     L.append("| model | p | q | adjusted R^2 | layers fitted |")
@@ -159,14 +166,14 @@ def write_markdown(results, a, n):
         c = (row.get("paper") or {}).get("compensation") or {}
         f = c.get("fit") or {}
         if f:
-            L.append(f"| ResNet-{d} | {f['p']:.4g} | {f['q']:.4f} | {f['adj_r2']:.3f} | {f['n']} |")
+            L.append(f"| {d} | {f['p']:.4g} | {f['q']:.4f} | {f['adj_r2']:.3f} | {f['n']} |")
     L.append("\n## Conversion loss vs time step (points, ANN - SNN)\n")
     L.append("| model | preset | " + " | ".join(f"T={t}" for t in pts) + " |")
     L.append("| --- | --- | " + " | ".join("---" for _ in pts) + " |")
     for d, row in results.items():
         for k in ("paper", "best"):
             if k in row:
-                L.append(f"| ResNet-{d} | {k} | " + " | ".join(
+                L.append(f"| {d} | {k} | " + " | ".join(
                     f"{100 * (row['ann'] - row[k]['accuracy_at'][str(t)]):.2f}" for t in pts) + " |")
     fig, ax = plt.subplots(1, len(results), figsize=(5 * len(results), 3.8), squeeze=False)
     for i, (d, row) in enumerate(results.items()):
@@ -175,7 +182,7 @@ def write_markdown(results, a, n):
                 ts = list(range(1, T + 1))
                 ax[0, i].plot(ts, [100 * row[k]["accuracy_at"][str(t)] for t in ts], label=k)
         ax[0, i].axhline(100 * row["ann"], color="k", ls="--", label="ANN")
-        ax[0, i].set_title(f"ResNet-{d}")
+        ax[0, i].set_title(d)
         ax[0, i].set_xlabel("time step")
         ax[0, i].set_ylabel("top-1 accuracy (%)")
         ax[0, i].set_ylim(max(0, 100 * row["ann"] - 30), 100 * row["ann"] + 2)
@@ -191,7 +198,7 @@ def write_markdown(results, a, n):
         for k in ("paper", "best"):
             if k in row:
                 s = row[k]["sops_per_image"]
-                L.append(f"| ResNet-{d} | {k} | {s:,.0f} | {row[k]['spikes_per_image']:,.0f} | {s * 77e-9:.2f} |")
+                L.append(f"| {d} | {k} | {s:,.0f} | {row[k]['spikes_per_image']:,.0f} | {s * 77e-9:.2f} |")
     with open(a.out, "w") as f:
         f.write("\n".join(L) + "\n")
     print(f"wrote {a.out}")
