@@ -73,7 +73,7 @@ def run_config(onnx_path, cfg, calib, xt, yt, T, calib_limit, workdir, tag, log)
            "images": int(len(yt)), "T": T,
            "accuracy_at": {str(t): float(np.mean(r.predictions[:, t - 1] == yt)) for t in range(1, T + 1)},
            "mean_prop_error": float(np.mean(errs)) if errs else None,
-           "sops_per_image": float(np.mean(r.total_sops())),
+           "sops_per_image": float(np.mean(r.total_sops)),
            "spikes_per_image": float(np.mean(sum(v for v in r.spikes.values()))),
            "zeta": net.graph.meta.get("zeta", 1.0),
            "compensation": net.graph.meta.get("compensation"),

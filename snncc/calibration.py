@@ -27,7 +27,7 @@ import numpy as np
 from snncc.analog import run_analog
 
 
-def calibrate_bias(net, x: np.ndarray, *, timesteps: int = 64, images: int = 256, rounds: int = 1,
+def calibrate_bias(net, x: np.ndarray, *, timesteps: int = 64, images: int = 128, rounds: int = 1,
                    damping: float = 1.0, sequential: bool = True, max_sims: int = 8, log: Callable[[str], None] | None = None,
                    progress: bool = True) -> dict:
     """Correct the biases of ``net`` (a SpikingNetwork) in place; returns a record stored in meta.
