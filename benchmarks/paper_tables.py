@@ -199,9 +199,54 @@ def write_markdown(results, a, n):
             if k in row:
                 s = row[k]["sops_per_image"]
                 L.append(f"| {d} | {k} | {s:,.0f} | {row[k]['spikes_per_image']:,.0f} | {s * 77e-9:.2f} |")
+    L += speed_section(os.path.join(ROOT, "benchmarks", "results", "speed_resnet20.json"))
     with open(a.out, "w") as f:
         f.write("\n".join(L) + "\n")
     print(f"wrote {a.out}")
+
+
+def speed_section(path):
+    """The speed table, from the JSON written by benchmarks/bench_speed.py (if present)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        d = json.load(f)
+    st, env = d["settings"], d["environment"]
+    L = ["\n## Speed (benchmarks/bench_speed.py)\n",
+         f"`python benchmarks/bench_speed.py -T {st['T']} --n {st['n']} --threads {st['threads']}` on "
+         f"{env['cores']} cores ({env['cpu']}), all systems measured side by side in one run on the same "
+         f"images; load average during the run {env['loadavg_start'][0]}-{env['loadavg_end'][0]} (other jobs "
+         "were running, so CPU ms per image is the steadier figure). Raw numbers: "
+         "`benchmarks/results/speed_resnet20.json`.\n",
+         "| system | images | ms / image (wall) | CPU ms / image | GSOP/s per CPU-second | accuracy |",
+         "| --- | --- | --- | --- | --- | --- |",
+         f"| ANN, onnxruntime | {d['ann']['images']} | {d['ann']['ms_per_image']:.2f} | "
+         f"{d['ann']['cpu_ms_per_image']:.2f} | - | {100 * d['ann']['accuracy']:.1f}% |"]
+    for k, label in (("dense_reference", "dense SNN, numpy reference"), ("dense_ort", "dense SNN, onnxruntime per step"),
+                     ("event_driven", "snncc event-driven"), ("event_driven_early_exit", "snncc event-driven + early exit")):
+        r = d.get(k)
+        if r:
+            g = r.get("gsops_per_cpu_second")
+            L.append(f"| {label} | {r['images']} | {r['ms_per_image']:.0f} | {r['cpu_ms_per_image']:.0f} | "
+                     f"{'-' if g is None else f'{g:.2f}'} | {100 * r['accuracy']:.1f}% |")
+    for name, c in (d.get("spikingjelly") or {}).get("configs", {}).items():
+        L.append(f"| SpikingJelly {d['spikingjelly']['version']} ({name}: {c['recipe']}) | "
+                 f"{d['spikingjelly']['images']} | {c['ms_per_image']:.0f} | {c['cpu_ms_per_image']:.0f} | - | "
+                 f"{100 * c['accuracy']:.1f}% |")
+    L.append("\nRatios (same run): " + "; ".join(f"{k} {v:.2f}x" for k, v in d["ratios"].items()) + ".\n")
+    t = d.get("targets", {})
+    if t:
+        a, b = t.get("10x_faster_than_spikingjelly_at_equal_accuracy", {}), t.get("3_gsops_per_core", {})
+        L.append(f"Targets: event-driven >= 10x faster than SpikingJelly at T={st['T']}: **{'met' if a.get('met') else 'not met'}** "
+                 f"({a.get('speedup_wall', float('nan')):.1f}x wall, {a.get('speedup_cpu_time', float('nan')):.1f}x CPU time). "
+                 f">= 3 GSOP/s per core: {b.get('gsops_per_cpu_second', float('nan')):.1f} GSOP per CPU-second "
+                 f"({'met' if b.get('met_cpu_time') else 'not met'}), {b.get('gsops_per_core_wall', float('nan')):.2f} per thread "
+                 "of wall time under the load above. Why the 10x is out of reach at T=350: converted ResNet-20 fires "
+                 "at ~13% on average, so the spiking network does only ~9x fewer synaptic operations per step than the "
+                 "dense network does multiply-adds, and a scattered SOP costs more than a dense, vectorised "
+                 "multiply-add; the certified early exit rarely fires before the last steps because the classifier "
+                 "sees all 4096 neurons of the last layer.\n")
+    return L
 
 
 if __name__ == "__main__":
