@@ -96,20 +96,41 @@ def test_dynamo_export_matches_legacy(resnet_onnx, convert_cached, out_lambda, t
     assert len(net_d.graph.by_op("neuron")) == len(net_l.graph.by_op("neuron")) == 19
 
 
-# -- (c) the default preset's SNN stays close to the ANN ------------------------------------------
-#: ResNet-20, 200 seeded test images, T=64, default preset ("best"): measured SNN {snn}% vs ANN {ann}%
-SNN_MARGIN = 3.0   # points below the ANN (the task's floor)
+# -- (c) the SNN stays close to the ANN ----------------------------------------------------------
+SNN_MARGIN = 3.0   # points the SNN may lose against the ANN on the same images
 
 
+def _snn_vs_ann(label, path, net, x, y, timesteps, ort_logits):
+    ann = 100 * float(np.mean(ort_logits(path, x).argmax(1) == y))
+    res = net.run(x, timesteps, labels=y, progress=False)
+    snn = 100 * res.accuracy(timesteps)
+    curve = ", ".join(f"T={t}: {100 * res.accuracy_at[t]:.1f}%" for t in (8, 16, 32, 64, 128) if t <= timesteps)
+    print(f"\n{label}, {len(x)} test images: ANN {ann:.1f}%, SNN {snn:.1f}% ({curve}); "
+          f"simulation {res.wall_time:.1f} s")
+    assert snn >= ann - SNN_MARGIN, f"SNN {snn:.1f}% more than {SNN_MARGIN} points below the ANN {ann:.1f}%"
+
+
+#: images of the quick check (the first of the seeded test subset)
+QUICK_IMAGES = 64
+
+
+def test_resnet20_snn_close_to_ann_quick(resnet_onnx, convert_cached, ort_logits, test_subset):
+    """Default preset without the bias calibration, T=64, 64 test images (fits the default run)."""
+    path = resnet_onnx(20)
+    net = convert_cached(path, **FAST)
+    x, y = test_subset
+    _snn_vs_ann("ResNet-20 best preset, calibrate_bias=0, T=64", path, net, x[:QUICK_IMAGES], y[:QUICK_IMAGES],
+                64, ort_logits)
+
+
+@pytest.mark.slow
 def test_resnet20_snn_accuracy_floor(resnet_onnx, convert_cached, ort_logits, test_subset):
+    """The default preset as shipped (bias calibration included), T=64, the 200 seeded test images.
+
+    Measured: ANN 81.0%, SNN 82.0% (T=8 52.0%, T=16 78.5%, T=32 82.0%)."""
     path = resnet_onnx(20)
     net = convert_cached(path)            # default preset, including bias calibration
     assert net.graph.meta["provenance"]["options"]["preset"] == "best"
+    assert net.graph.meta["provenance"]["options"]["calibrate_bias"] == 64
     x, y = test_subset
-    ann = 100 * float(np.mean(ort_logits(path, x).argmax(1) == y))
-    res = net.run(x, 64, labels=y, progress=False)
-    snn = 100 * res.accuracy(64)
-    curve = ", ".join(f"T={t}: {100 * res.accuracy_at[t]:.1f}%" for t in (8, 16, 32, 64))
-    print(f"\nResNet-20 default preset, {len(x)} test images: ANN {ann:.1f}%, SNN {snn:.1f}% ({curve}); "
-          f"{res.wall_time:.1f} s")
-    assert snn >= ann - SNN_MARGIN, f"SNN {snn:.1f}% more than {SNN_MARGIN} points below the ANN {ann:.1f}%"
+    _snn_vs_ann("ResNet-20 default preset, T=64", path, net, x, y, 64, ort_logits)
