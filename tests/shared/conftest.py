@@ -11,10 +11,6 @@ Everything here skips cleanly, with the reason, when its material is missing:
 Exports are made once per session, lazily, into a temporary directory, with the
 project's own recipe ``examples/pytorch/export_cifar_resnet.py``; conversions
 are cached per (model, options) so several tests share one.
-
-Tests marked ``slow`` (the default preset's SNN accuracy: its bias calibration
-simulates the calibration images several times) are skipped unless selected
-explicitly: ``pytest -m slow tests/shared`` or ``SNNCC_RUN_SLOW=1``.
 """
 from __future__ import annotations
 
@@ -32,17 +28,6 @@ EXAMPLES = REPO / "examples" / "pytorch"
 PREPROCESS = dict(input_scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 CALIB_LIMIT = 256     # seeded calibration subset (snncc.data.subset, seed 0)
 TEST_IMAGES = 200     # seeded test subset (snncc.data.subset, seed 0)
-
-
-def run_slow(config) -> bool:
-    """Slow tests run when asked for: a ``-m`` expression naming ``slow``, or ``SNNCC_RUN_SLOW=1``."""
-    return "slow" in (config.getoption("markexpr", "") or "") or os.environ.get("SNNCC_RUN_SLOW") == "1"
-
-
-@pytest.fixture(autouse=True)
-def _skip_slow_unless_asked(request):
-    if request.node.get_closest_marker("slow") is not None and not run_slow(request.config):
-        pytest.skip("slow test (minutes on 2 cores): run with `pytest -m slow` or SNNCC_RUN_SLOW=1")
 
 
 def shared_path() -> Path:
