@@ -95,6 +95,8 @@ def main(argv=None):
     ap.add_argument("-T", type=int, default=350)
     ap.add_argument("--workdir", default=os.path.join(ROOT, "out", "paper"))
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "results.md"))
+    ap.add_argument("--report-only", action="store_true",
+                    help="only write the report from the runs already saved in --workdir (skip missing ones)")
     a = ap.parse_args(argv)
     import snncc.data as sd
     from cifar_resnet import load_shared_resnet  # examples/pytorch
@@ -116,6 +118,8 @@ def main(argv=None):
         print(f"{label}: ANN {100 * row['ann']:.2f}% on {len(yt)} test images", flush=True)
         for name in a.configs.split(","):
             if path is not None and name == "no-shortcut-norm":
+                continue
+            if a.report_only and not os.path.exists(os.path.join(a.workdir, f"{key}_{name}.json")):
                 continue
             r = run_config(onnx_path, CONFIGS[name], calib, xt, yt, a.T, a.calib_limit, a.workdir,
                            f"{key}_{name}", log=lambda s: print("   ", s, flush=True))
