@@ -203,10 +203,33 @@ def write_markdown(results, a, n):
             if k in row:
                 s = row[k]["sops_per_image"]
                 L.append(f"| {d} | {k} | {s:,.0f} | {row[k]['spikes_per_image']:,.0f} | {s * 77e-9:.2f} |")
+    L += eval_section(os.path.join(ROOT, "benchmarks", "results", "resnet20_best_eval_1000.json"))
     L += speed_section(os.path.join(ROOT, "benchmarks", "results", "speed_resnet20.json"))
     with open(a.out, "w") as f:
         f.write("\n".join(L) + "\n")
     print(f"wrote {a.out}")
+
+
+def eval_section(path):
+    """The default preset at small T on more images, from a saved `snncc eval --json` (if present)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        d = json.load(f)
+    pts = [t for t in d["accuracy_at"] if int(t) >= 8]
+    L = ["\n## Default preset at small T, 1000 test images\n",
+         "`snncc eval out/paper/resnet20_best.snn --data cifar10_test.npz --limit 1000 -T 128 --ann resnet20.onnx "
+         "--json ...` on the ResNet-20 converted above with the default preset (bias calibration for 64 steps on "
+         "calibration images); raw JSON in `benchmarks/results/resnet20_best_eval_1000.json`.\n",
+         "| | ANN | " + " | ".join(f"T={t}" for t in pts) + " |",
+         "| --- | --- | " + " | ".join("---" for _ in pts) + " |",
+         f"| accuracy (%) | {100 * d['ann_accuracy']:.1f} | "
+         + " | ".join(f"{100 * d['accuracy_at'][t]:.1f}" for t in pts) + " |",
+         "| loss (points) | | " + " | ".join(f"{100 * (d['ann_accuracy'] - d['accuracy_at'][t]):.1f}" for t in pts)
+         + " |",
+         f"\nSOPs per image at T={d['timesteps']}: {d['sops_per_image']:,.0f}; spikes per image "
+         f"{d['spikes_per_image']:,.0f}.\n"]
+    return L
 
 
 def speed_section(path):
