@@ -1,26 +1,49 @@
 """Numba kernels of the event-driven integrate-and-fire runtime.
 
-Every kernel works on a whole batch of images at once and parallelises with
-``prange`` over images: each thread owns whole images (its rows of every state
-array), so there are no write races.  All arrays are typed, C-contiguous and
-channels-last-flattened: a population of shape ``(H, W, C)`` is a row of
-``H*W*C`` values, neuron ``i = (h*W + w)*C + c``.
+One compiled driver, :func:`run_steps`, simulates a batch of images for a range
+of time steps.  It is a single parallel region: ``prange`` over the images, each
+thread owning whole images and running, for each of its images, every step and
+every population in topological order.  One image's working set per population
+stays in the core's cache between the scatters into a population and its update,
+and there is one parallel launch per batch (per step only when a caller wants
+per-step results).
 
-State of one population (``B`` images, ``S`` neurons):
+The network is a *program* of typed arrays (built once by
+:class:`snncc.runtime.network.Network`), never Python objects:
 
-* ``V``       (B, S) float32  membrane potential (output: float64)
-* ``I``       (B, S) float32  input-current buffer of the current step
-* ``spk_idx`` (B, S) int32    indices of the neurons that fired this step
-* ``spk_cnt`` (B,)   int32    how many entries of ``spk_idx`` are valid
-* ``counts``  (B, S) int32    spikes so far per neuron (maxgate, rates)
-* ``tot``     (B,)   int64    spikes so far per image
-* ``sops``    (B,)   int64    synaptic operations (weight additions) into it
-* ``active``  (B,)   uint8    0 once an image has exited early (skipped)
+* ``pops`` (P, ``P_COLS``) int64 -- one row per population, topological order;
+  columns ``P_*`` below (op, size, channels, offsets of its state in the flat
+  per-image arrays, its in-edge range);
+* ``edges`` (E, ``E_COLS``) int64 -- one row per in-edge, grouped by target;
+  columns ``E_*`` (kind, source population, offsets into the flat parameter
+  arrays, geometry);
+* flat parameters: ``wts`` float32 (conv / dense weights), ``coords`` int32
+  (``(h, w, c)`` of every source index, 3 per neuron), ``indptr`` int64 /
+  ``indices`` int32 / ``data`` float32 (CSR synapses), ``bias`` float32.
 
-A step visits populations in topological order; for each one the *scatter*
-kernels of its in-edges add the weight rows of the sources' fired neurons into
-``I`` (work proportional to spikes), then :func:`if_update` /
-:func:`output_update` integrate.  See ``docs/runtime.md``.
+Per-image state, every population's block at its offset (channels-last
+flattened: neuron ``i = (h*W + w)*C + c``):
+
+* ``V``      (B, NV) float32  membranes of the ``neuron`` populations
+* ``Vout``   (B, K)  float64  output accumulator
+* ``I``      (B, NI) float32  input-current buffer of the running step
+* ``I0``     (B, N0) float32  constant analog current from the input layer
+* ``idx``    (B, NS) int32    indices of the neurons that fired this step
+* ``cnt``    (B, P)  int32    how many entries of a population's ``idx`` are valid
+* ``counts`` (B, NS) int32    spikes so far per neuron (max gate, rates)
+* ``tot``    (B, P)  int64    spikes so far per population
+* ``sops``   (B, P)  int64    synaptic operations (weight additions) into it
+* ``active`` (B,)    uint8    0 once an image has exited early
+
+Neuron equations (threshold 1, reset by subtraction), neuron ``i`` of channel ``c``::
+
+    I_i  = I0_i + sum over spiking in-edges of their weights selected by this step's spikes
+    V_i <- V_i + (I_i + b_c)
+    s_i  = [V_i >= 1]
+    V_i <- V_i - s_i
+
+Output ``V_k <- V_k + (I_k + b_k)`` (float64, no spike, no reset); prediction
+``argmax_k V_k``.  See ``docs/runtime.md``.
 """
 from __future__ import annotations
 
@@ -30,305 +53,357 @@ from numba import njit, prange
 ONE = np.float32(1.0)
 ZERO = np.float32(0.0)
 
+# population ops
+OP_NEURON, OP_OUTPUT, OP_MAXGATE = 0, 1, 2
+# population table columns
+P_OP, P_SIZE, P_C, P_V, P_I, P_S, P_I0, P_B, P_E0, P_E1 = range(10)
+P_COLS = 10
+# edge kinds
+E_CONV, E_CONV_W1, E_DENSE, E_CSR, E_GATE = 0, 1, 2, 3, 4
+# edge table columns: kind, source population, two parameter offsets, then geometry G0..
+E_KIND, E_SRC, E_OFF0, E_OFF1 = 0, 1, 2, 3
+E_G = 4
+E_COLS = 4 + 13
 
-@njit(cache=True, parallel=True)
-def if_update(V, I, I0, has_i0, bias, C, active, spk_idx, spk_cnt, counts, tot, mask):
-    """Integrate-and-fire update of one ``neuron`` population, reset by subtraction.
 
-    For every neuron ``i`` (channel ``c = i % C``) of every active image::
+# ----------------------------------------------------------------------------------
+# per-image pieces (inlined into the driver)
+# ----------------------------------------------------------------------------------
+@njit(cache=True)
+def _scatter_conv(sidx, k, In, W, coord, KH, KW, Cg, Cout, groups, OH, OW, sh, sw, pt, pl, dh, dw):
+    """Event-driven convolution: ``I += conv(s)`` for the ``k`` fired neurons ``sidx[:k]``.
 
-        V_i <- V_i + (I_i + b_c)          # I_i = I0_i + sum of synaptic currents
-        s_i  = 1 if V_i >= 1 else 0       # threshold 1
-        V_i <- V_i - s_i                  # reset by subtraction
-        counts_i += s_i
-
-    The fired indices are written in increasing order to ``spk_idx[n, :k]``,
-    ``spk_cnt[n] = k``, ``tot[n] += k``.  ``I`` is then reset to ``I0`` (the
-    constant analog current from the input layer) when ``has_i0``, else to 0,
-    ready for the next step.  Inactive images get ``spk_cnt = 0``.
-
-    Two passes per image: a vectorised update writing the spike mask
-    (``mask`` (B, S) uint8 scratch), then a branch-free compaction of the mask
-    into ``spk_idx`` (a fused loop is ~5x slower: the data-dependent index store
-    blocks vectorisation).
+    ``W`` is the flattened ``(KH, KW, Cg, Cout)`` weight.  A spike of source neuron
+    ``(h, w, ci)`` (group ``g = ci // Cg``) adds ``W[kh, kw, ci % Cg, group's Cout slice]``
+    into ``I[oh, ow, same channels]`` for every output position whose window covers it:
+    ``oh*sh - pt + kh*dh = h`` and ``ow*sw - pl + kw*dw = w``.  Returns the SOPs.
     """
-    N, S = V.shape
-    P = S // C
-    for n in prange(N):
-        if active[n] == 0:
-            spk_cnt[n] = 0
-            continue
-        Vn = V[n]
-        In = I[n]
-        mn = mask[n]
-        for p in range(P):
-            o = p * C
-            vr = Vn[o:o + C]
-            ir = In[o:o + C]
-            mr = mn[o:o + C]
-            for c in range(C):
-                v = vr[c] + (ir[c] + bias[c])
-                f = v >= ONE
-                vr[c] = v - np.float32(f)
-                mr[c] = np.uint8(f)
-        if has_i0:
-            I0n = I0[n]
-            for j in range(S):
-                In[j] = I0n[j]
-        else:
-            for j in range(S):
-                In[j] = ZERO
-        idx = spk_idx[n]
-        k = 0
-        for i in range(S):
-            idx[k] = i
-            k += np.int64(mn[i])
-        cn = counts[n]
-        for j in range(k):
-            cn[idx[j]] += 1
-        spk_cnt[n] = k
-        tot[n] += k
-
-
-@njit(cache=True, parallel=True)
-def output_update(V, I, I0, has_i0, bias, C, active):
-    """Non-spiking output accumulator: ``V_k <- V_k + (I_k + b_k)`` (float64 V), no reset.
-
-    ``I`` is then reset to ``I0`` (or 0).
-    """
-    N, S = V.shape
-    P = S // C
-    for n in prange(N):
-        if active[n] == 0:
-            continue
-        i = 0
-        for p in range(P):
-            for c in range(C):
-                V[n, i] += np.float64(I[n, i] + bias[c])
-                i += 1
-        if has_i0:
-            for j in range(S):
-                I[n, j] = I0[n, j]
-        else:
-            for j in range(S):
-                I[n, j] = ZERO
-
-
-@njit(cache=True, parallel=True)
-def scatter_conv(spk_idx, spk_cnt, active, W, coord, KH, KW, Cg, Cout, groups,
-                 OH, OW, sh, sw, pt, pl, dh, dw, I, sops):
-    """Event-driven convolution synapse: ``I += conv(s)`` for the fired neurons only.
-
-    ``W`` is the flattened ``(KH, KW, Cg, Cout)`` float32 weight.  A spike of
-    source neuron ``(h, w, ci)`` (group ``g = ci // Cg``) adds the contiguous
-    vector ``W[kh, kw, ci % Cg, g*Cout/groups : (g+1)*Cout/groups]`` into
-    ``I[oh, ow, same channels]`` for every output position whose window covers
-    it: ``oh*sh - pt + kh*dh = h`` and ``ow*sw - pl + kw*dw = w`` in range.
-    ``sops[n]`` += number of weights added.  ``coord[s] = (h, w, ci)`` decodes
-    a source index without integer divisions.
-    """
-    N = spk_cnt.shape[0]
     og = Cout // groups
-    for n in prange(N):
-        if active[n] == 0:
-            continue
-        ops = 0
-        In = I[n]
-        for k in range(spk_cnt[n]):
-            s = spk_idx[n, k]
-            h = coord[s, 0]
-            w = coord[s, 1]
-            ci = coord[s, 2]
-            g = ci // Cg
-            cil = ci - g * Cg
-            co0 = g * og
-            for i in range(KH):
-                a = h + pt - i * dh
-                if a < 0:
-                    break
-                if a % sh != 0:
-                    continue
-                oh = a // sh
-                if oh >= OH:
-                    continue
-                for j in range(KW):
-                    b = w + pl - j * dw
-                    if b < 0:
-                        break
-                    if b % sw != 0:
-                        continue
-                    ow = b // sw
-                    if ow >= OW:
-                        continue
-                    wo = ((i * KW + j) * Cg + cil) * Cout + co0
-                    io = (oh * OW + ow) * Cout + co0
-                    dst = In[io:io + og]          # slices: the inner loop vectorises
-                    src = W[wo:wo + og]
-                    for c in range(og):
-                        dst[c] += src[c]
-                    ops += og
-        sops[n] += ops
-
-
-@njit(cache=True, parallel=True)
-def scatter_conv_w1(spk_idx, spk_cnt, active, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, pl, dh, I, sops):
-    """Fast path of :func:`scatter_conv` for ``groups == 1`` and unit stride/dilation along W.
-
-    ``Wr`` is the flattened weight re-laid out as ``(KH, Cin, KW reversed, Cout)``.
-    For a spike at ``(h, w, ci)`` and one kernel row ``kh``, the output positions
-    ``ow = w + pl - kw`` covered are consecutive, so the targets
-    ``I[oh, ow_lo:ow_hi+1, :]`` form one contiguous block, and with the reversed
-    ``kw`` axis the matching weights ``Wr[kh, ci, ...]`` do too: one vector add of
-    length ``(#kw) * Cout`` per kernel row instead of ``#kw`` adds of ``Cout``.
-    Same arithmetic (and order of additions per target) as :func:`scatter_conv`.
-    ``coord[s] = (h, w, ci)`` decodes a source index without integer divisions.
-    """
-    N = spk_cnt.shape[0]
-    for n in prange(N):
-        if active[n] == 0:
-            continue
-        ops = 0
-        In = I[n]
-        for k in range(spk_cnt[n]):
-            s = spk_idx[n, k]
-            h = coord[s, 0]
-            w = coord[s, 1]
-            ci = coord[s, 2]
-            b = w + pl
-            jlo = b - OW + 1
-            if jlo < 0:
-                jlo = 0
-            jhi = b
-            if jhi > KW - 1:
-                jhi = KW - 1
-            if jhi < jlo:
+    ops = 0
+    for q in range(k):
+        s = sidx[q]
+        h = coord[3 * s]
+        w = coord[3 * s + 1]
+        ci = coord[3 * s + 2]
+        g = ci // Cg
+        cil = ci - g * Cg
+        co0 = g * og
+        for i in range(KH):
+            a = h + pt - i * dh
+            if a < 0:
+                break
+            if a % sh != 0:
                 continue
-            L = (jhi - jlo + 1) * Cout
-            ow0 = b - jhi
-            wb = KW - 1 - jhi
-            for i in range(KH):
-                a = h + pt - i * dh
-                if a < 0:
+            oh = a // sh
+            if oh >= OH:
+                continue
+            for j in range(KW):
+                b = w + pl - j * dw
+                if b < 0:
                     break
-                if sh == 1:
-                    oh = a
-                else:
-                    if a % sh != 0:
-                        continue
-                    oh = a // sh
-                if oh >= OH:
+                if b % sw != 0:
                     continue
-                t0 = (oh * OW + ow0) * Cout
-                w0 = ((i * Cs + ci) * KW + wb) * Cout
-                dst = In[t0:t0 + L]
-                src = Wr[w0:w0 + L]
-                for c in range(L):
+                ow = b // sw
+                if ow >= OW:
+                    continue
+                wo = ((i * KW + j) * Cg + cil) * Cout + co0
+                io = (oh * OW + ow) * Cout + co0
+                dst = In[io:io + og]          # slices: the inner loop vectorises
+                src = W[wo:wo + og]
+                for c in range(og):
                     dst[c] += src[c]
-                ops += L
-        sops[n] += ops
+                ops += og
+    return ops
 
 
-@njit(cache=True, parallel=True)
-def scatter_dense(spk_idx, spk_cnt, active, W, I, sops):
-    """Event-driven dense synapse: a spike of source feature ``f`` adds row ``W[f, :]`` to ``I``."""
-    N = spk_cnt.shape[0]
-    F = W.shape[1]
-    for n in prange(N):
-        if active[n] == 0:
-            continue
-        In = I[n]
-        for k in range(spk_cnt[n]):
-            src = W[spk_idx[n, k]]
-            for o in range(F):
-                In[o] += src[o]
-        sops[n] += spk_cnt[n] * F
+@njit(cache=True)
+def _scatter_conv_w1(sidx, k, In, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, pl, dh):
+    """Fast path of :func:`_scatter_conv` for ``groups == 1`` and unit stride/dilation along W.
 
-
-@njit(cache=True, parallel=True)
-def scatter_csr(spk_idx, spk_cnt, active, indptr, indices, data, I, sops):
-    """Event-driven sparse synapse (avgpool, identity, subsample_pad).
-
-    A spike of source neuron ``s`` adds ``data[e]`` to ``I[indices[e]]`` for
-    ``e in indptr[s]:indptr[s+1]`` (the CSR row of ``s``).
+    ``Wr`` is the weight re-laid out as ``(KH, Cin, KW reversed, Cout)``.  For a spike at
+    ``(h, w, ci)`` and one kernel row ``kh`` the covered output positions
+    ``ow = w + pl - kw`` are consecutive, so the targets ``I[oh, ow_lo:ow_hi+1, :]`` form
+    one contiguous block and, with the reversed ``kw`` axis, so do the weights: one vector
+    add of ``(#kw) * Cout`` floats per kernel row.  Same additions per target, same order.
     """
-    N = spk_cnt.shape[0]
-    for n in prange(N):
-        if active[n] == 0:
+    ops = 0
+    for q in range(k):
+        s = sidx[q]
+        h = coord[3 * s]
+        w = coord[3 * s + 1]
+        ci = coord[3 * s + 2]
+        b = w + pl
+        jlo = b - OW + 1
+        if jlo < 0:
+            jlo = 0
+        jhi = b
+        if jhi > KW - 1:
+            jhi = KW - 1
+        if jhi < jlo:
             continue
-        In = I[n]
-        ops = 0
-        for k in range(spk_cnt[n]):
-            s = spk_idx[n, k]
-            e0 = indptr[s]
-            e1 = indptr[s + 1]
-            for e in range(e0, e1):
-                In[indices[e]] += data[e]
-            ops += e1 - e0
-        sops[n] += ops
-
-
-@njit(cache=True, parallel=True)
-def maxgate_step(spk_idx, spk_cnt, active, counts, Hs, Ws, C, OH, OW, KH, KW, sh, sw, pt, pl,
-                 out_idx, out_cnt, out_counts, tot):
-    """Spiking max pooling (gate) for one step.
-
-    ``counts`` are the source's spike counts *including this step* (the source
-    was updated first).  Output neuron ``(oh, ow, c)`` fires iff the source
-    neuron with the highest count in its window (first in row-major window
-    order on ties; padding never wins) fired at this step.  Event-driven: only
-    windows that contain a fired source neuron are examined, and a window is
-    emitted only by the spike at its arg-max, hence at most once.
-    """
-    N = spk_cnt.shape[0]
-    for n in prange(N):
-        if active[n] == 0:
-            out_cnt[n] = 0
-            continue
-        m = 0
-        for k in range(spk_cnt[n]):
-            s = spk_idx[n, k]
-            c = s % C
-            hw = s // C
-            w = hw % Ws
-            h = hw // Ws
-            for i in range(KH):
-                a = h + pt - i
-                if a < 0:
-                    break
+        L = (jhi - jlo + 1) * Cout
+        ow0 = b - jhi
+        wb = KW - 1 - jhi
+        for i in range(KH):
+            a = h + pt - i * dh
+            if a < 0:
+                break
+            if sh == 1:
+                oh = a
+            else:
                 if a % sh != 0:
                     continue
                 oh = a // sh
-                if oh >= OH:
+            if oh >= OH:
+                continue
+            t0 = (oh * OW + ow0) * Cout
+            w0 = ((i * Cs + ci) * KW + wb) * Cout
+            dst = In[t0:t0 + L]
+            src = Wr[w0:w0 + L]
+            for c in range(L):
+                dst[c] += src[c]
+            ops += L
+    return ops
+
+
+@njit(cache=True)
+def _scatter_dense(sidx, k, In, W, F):
+    """Dense synapse: a spike of source feature ``f`` adds row ``W[f*F:(f+1)*F]``."""
+    for q in range(k):
+        o = sidx[q] * F
+        src = W[o:o + F]
+        for c in range(F):
+            In[c] += src[c]
+    return k * F
+
+
+@njit(cache=True)
+def _scatter_csr(sidx, k, In, indptr, indices, data):
+    """Sparse synapse (avgpool, identity, subsample_pad): a spike of ``s`` adds
+    ``data[e]`` to ``I[indices[e]]`` for ``e`` in the CSR row ``indptr[s]:indptr[s+1]``."""
+    ops = 0
+    for q in range(k):
+        s = sidx[q]
+        e0 = indptr[s]
+        e1 = indptr[s + 1]
+        for e in range(e0, e1):
+            In[indices[e]] += data[e]
+        ops += e1 - e0
+    return ops
+
+
+@njit(cache=True)
+def _if_update(Vn, In, I0n, has_i0, bias, C, mask, idx, cn):
+    """IF update of one population of one image; returns the number of spikes.
+
+    ``V <- V + (I + b)``, ``s = [V >= 1]``, ``V <- V - s``; the fired indices go in
+    increasing order to ``idx[:k]``, ``counts += s``; ``I`` is reset to ``I0`` (or 0).
+    Two passes: a vectorised update writing a spike mask, then a branch-free compaction
+    (a fused loop is ~5x slower: the data-dependent index store blocks vectorisation).
+    """
+    S = Vn.shape[0]
+    P = S // C
+    for p in range(P):
+        o = p * C
+        vr = Vn[o:o + C]
+        ir = In[o:o + C]
+        mr = mask[o:o + C]
+        for c in range(C):
+            v = vr[c] + (ir[c] + bias[c])
+            f = v >= ONE
+            vr[c] = v - np.float32(f)
+            mr[c] = np.uint8(f)
+    if has_i0:
+        for j in range(S):
+            In[j] = I0n[j]
+    else:
+        for j in range(S):
+            In[j] = ZERO
+    k = 0
+    for i in range(S):
+        idx[k] = i
+        k += np.int64(mask[i])
+    for j in range(k):
+        cn[idx[j]] += 1
+    return k
+
+
+@njit(cache=True)
+def _output_update(Vo, In, I0n, has_i0, bias, C):
+    """Non-spiking accumulator ``V_k <- V_k + (I_k + b_k)`` (float64), then ``I <- I0`` (or 0)."""
+    S = Vo.shape[0]
+    for i in range(S):
+        Vo[i] += np.float64(In[i] + bias[i % C])
+    if has_i0:
+        for j in range(S):
+            In[j] = I0n[j]
+    else:
+        for j in range(S):
+            In[j] = ZERO
+
+
+@njit(cache=True)
+def _maxgate(sidx, k, scounts, Hs, Ws, C, OH, OW, KH, KW, sh, sw, pt, pl, out_idx, out_counts):
+    """Spiking max pooling (gate) for one step of one image; returns the output spike count.
+
+    ``scounts`` are the source's spike counts *including this step*.  Output neuron
+    ``(oh, ow, c)`` fires iff the source neuron with the highest count in its window
+    (first in row-major window order on ties; padding never wins) fired at this step.
+    Only windows containing a fired source neuron are examined, and a window is emitted
+    only by the spike at its arg-max, hence at most once.
+    """
+    m = 0
+    for q in range(k):
+        s = sidx[q]
+        c = s % C
+        hw = s // C
+        w = hw % Ws
+        h = hw // Ws
+        for i in range(KH):
+            a = h + pt - i
+            if a < 0:
+                break
+            if a % sh != 0:
+                continue
+            oh = a // sh
+            if oh >= OH:
+                continue
+            for j in range(KW):
+                b = w + pl - j
+                if b < 0:
+                    break
+                if b % sw != 0:
                     continue
-                for j in range(KW):
-                    b = w + pl - j
-                    if b < 0:
-                        break
-                    if b % sw != 0:
+                ow = b // sw
+                if ow >= OW:
+                    continue
+                best = -1
+                bh = -1
+                bw = -1
+                for ii in range(KH):
+                    hh = oh * sh - pt + ii
+                    if hh < 0 or hh >= Hs:
                         continue
-                    ow = b // sw
-                    if ow >= OW:
-                        continue
-                    best = -1
-                    bh = -1
-                    bw = -1
-                    for ii in range(KH):
-                        hh = oh * sh - pt + ii
-                        if hh < 0 or hh >= Hs:
+                    for jj in range(KW):
+                        ww = ow * sw - pl + jj
+                        if ww < 0 or ww >= Ws:
                             continue
-                        for jj in range(KW):
-                            ww = ow * sw - pl + jj
-                            if ww < 0 or ww >= Ws:
-                                continue
-                            cv = counts[n, (hh * Ws + ww) * C + c]
-                            if cv > best:
-                                best = cv
-                                bh = hh
-                                bw = ww
-                    if bh == h and bw == w:
-                        o = (oh * OW + ow) * C + c
-                        out_idx[n, m] = o
-                        m += 1
-                        out_counts[n, o] += 1
-        out_cnt[n] = m
-        tot[n] += m
+                        cv = scounts[(hh * Ws + ww) * C + c]
+                        if cv > best:
+                            best = cv
+                            bh = hh
+                            bw = ww
+                if bh == h and bw == w:
+                    o = (oh * OW + ow) * C + c
+                    out_idx[m] = o
+                    m += 1
+                    out_counts[o] += 1
+    return m
+
+
+@njit(cache=True)
+def _certified(vo, rem, lo, hi, ab):
+    """Early-exit test: the class ``top`` maximising the lower bound ``V + rem*lo`` beats
+    every other class's upper bound ``V + rem*hi`` by a float-rounding margin.
+    Returns ``top`` or -1."""
+    K = vo.shape[0]
+    top = 0
+    best = vo[0] + rem * lo[0]
+    for c in range(1, K):
+        v = vo[c] + rem * lo[c]
+        if v > best:
+            best = v
+            top = c
+    for c in range(K):
+        if c == top:
+            continue
+        margin = 1e-4 * (rem * (ab[c] + ab[top]) + abs(vo[c]) + abs(vo[top])) + 1e-9
+        if best - (vo[c] + rem * hi[c]) - margin <= 0.0:
+            return -1
+    return top
+
+
+# ----------------------------------------------------------------------------------
+# the driver
+# ----------------------------------------------------------------------------------
+@njit(cache=True, parallel=True)
+def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias,
+              V, Vout, I, I0, idx, cnt, counts, tot, sops, active, pred, steps_run, final,
+              early_exit, lo, hi, ab, maxsize):
+    """Simulate steps ``t0 .. t1-1`` (0-based, of ``T``) of every image of the batch.
+
+    Per image and step: for every population in order, the scatters of its in-edges (the
+    sources, earlier in the order, have already fired this step), then its update.  After
+    the step ``pred[n, t] = argmax Vout[n]``.  With ``early_exit``, an image whose final
+    answer is certified (:func:`_certified`, bounds ``lo``/``hi``/``ab`` per class and step)
+    stops: ``active[n] = 0``, ``final[n]``, ``steps_run[n] = t + 1``, and its later
+    predictions repeat ``final[n]``.
+    """
+    B = active.shape[0]
+    P = pops.shape[0]
+    for n in prange(B):
+        mask = np.empty(maxsize, np.uint8)
+        for t in range(t0, t1):
+            if active[n] == 0:
+                pred[n, t] = final[n]
+                continue
+            for p in range(P):
+                op = pops[p, P_OP]
+                size = pops[p, P_SIZE]
+                ib = pops[p, P_I]
+                In = I[n, ib:ib + size]
+                for e in range(pops[p, P_E0], pops[p, P_E1]):
+                    kind = edges[e, E_KIND]
+                    sp = edges[e, E_SRC]
+                    so = pops[sp, P_S]
+                    k = cnt[n, sp]
+                    sidx = idx[n, so:so + k]
+                    g = edges[e, E_G:]
+                    o0 = edges[e, E_OFF0]
+                    o1 = edges[e, E_OFF1]
+                    if kind == E_CONV_W1:
+                        sops[n, p] += _scatter_conv_w1(sidx, k, In, wts[o0:], coords[o1:], g[0], g[1], g[2], g[3],
+                                                       g[4], g[5], g[6], g[7], g[8], g[9])
+                    elif kind == E_CONV:
+                        sops[n, p] += _scatter_conv(sidx, k, In, wts[o0:], coords[o1:], g[0], g[1], g[2], g[3],
+                                                    g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12])
+                    elif kind == E_DENSE:
+                        sops[n, p] += _scatter_dense(sidx, k, In, wts[o0:], g[0])
+                    elif kind == E_CSR:
+                        sops[n, p] += _scatter_csr(sidx, k, In, indptr[o0:], indices, data)
+                    else:   # E_GATE: the population is a max gate of source sp
+                        ob = pops[p, P_S]
+                        m = _maxgate(sidx, k, counts[n, so:so + pops[sp, P_SIZE]], g[0], g[1], g[2], g[3], g[4],
+                                     g[5], g[6], g[7], g[8], g[9], g[10], idx[n, ob:ob + size],
+                                     counts[n, ob:ob + size])
+                        cnt[n, p] = m
+                        tot[n, p] += m
+                if op == OP_NEURON:
+                    vb = pops[p, P_V]
+                    sb = pops[p, P_S]
+                    zb = pops[p, P_I0]
+                    bb = pops[p, P_B]
+                    C = pops[p, P_C]
+                    i0 = I0[n, zb:zb + size] if zb >= 0 else I0[n, 0:0]
+                    k = _if_update(V[n, vb:vb + size], In, i0, zb >= 0, bias[bb:bb + C], C, mask,
+                                   idx[n, sb:sb + size], counts[n, sb:sb + size])
+                    cnt[n, p] = k
+                    tot[n, p] += k
+                elif op == OP_OUTPUT:
+                    zb = pops[p, P_I0]
+                    bb = pops[p, P_B]
+                    C = pops[p, P_C]
+                    i0 = I0[n, zb:zb + size] if zb >= 0 else I0[n, 0:0]
+                    _output_update(Vout[n], In, i0, zb >= 0, bias[bb:bb + C], C)
+            vo = Vout[n]
+            best = 0
+            for c in range(1, vo.shape[0]):
+                if vo[c] > vo[best]:
+                    best = c
+            pred[n, t] = best
+            if early_exit and t + 1 < T:
+                top = _certified(vo, np.float64(T - (t + 1)), lo[n], hi[n], ab[n])
+                if top >= 0:
+                    final[n] = top
+                    steps_run[n] = t + 1
+                    active[n] = 0

@@ -96,17 +96,8 @@ class RunResult:
 
 
 # ----------------------------------------------------------------------------------
-# synapse plans (static, built once per Network)
+# the program: typed tables the numba driver executes (built once per Network)
 # ----------------------------------------------------------------------------------
-class _Edge:
-    """One SYNAPSE/SHORTCUT edge from a spiking source: knows how to scatter spikes."""
-
-    kind = "?"
-
-    def bind(self, src_state, active, I, sops):
-        raise NotImplementedError
-
-
 @functools.lru_cache(maxsize=64)
 def _coords(h: int, w: int, c: int) -> np.ndarray:
     """(H*W*C, 3) int32 table: flat channels-last index -> (h, w, c)."""
@@ -114,65 +105,14 @@ def _coords(h: int, w: int, c: int) -> np.ndarray:
     return np.ascontiguousarray(np.stack([hh.ravel(), ww.ravel(), cc.ravel()], axis=1), dtype=np.int32)
 
 
-class _ConvEdge(_Edge):
-    kind = "conv"
-
-    def __init__(self, syn: Synapse, src_shape, dst_shape):
-        w = np.asarray(syn.params["weight"], dtype=np.float32)
-        self.W = np.ascontiguousarray(w).reshape(-1)
-        kh, kw, cg, cout = w.shape
-        hs, ws, cs = (int(v) for v in src_shape)
-        oh, ow, _ = (int(v) for v in dst_shape)
-        sh, sw = _t2(syn.attrs.get("stride", (1, 1)))
-        pt, pl, _, _ = _t2(syn.attrs.get("pads", (0, 0, 0, 0)))
-        dh, dw = _t2(syn.attrs.get("dilation", (1, 1)))
-        groups = int(syn.attrs.get("groups", 1))
-        self.fast = groups == 1 and sw == 1 and dw == 1
-        coord = _coords(hs, ws, cs)
-        if self.fast:   # (KH, KW, Cin, Cout) -> (KH, Cin, KW reversed, Cout), see scatter_conv_w1
-            self.W = np.ascontiguousarray(w[:, ::-1].transpose(0, 2, 1, 3)).reshape(-1)
-            self.geo = (coord, cs, kh, kw, cout, oh, ow, sh, pt, pl, dh)
-        else:
-            self.geo = (coord, kh, kw, cg, cout, groups, oh, ow, sh, sw, pt, pl, dh, dw)
-
-    def bind(self, src, active, I, sops):
-        fn = K.scatter_conv_w1 if self.fast else K.scatter_conv
-        return functools.partial(fn, src.idx, src.cnt, active, self.W, *self.geo, I, sops)
-
-
-class _DenseEdge(_Edge):
-    kind = "dense"
-
-    def __init__(self, syn: Synapse):
-        self.W = np.ascontiguousarray(np.asarray(syn.params["weight"], dtype=np.float32))
-
-    def bind(self, src, active, I, sops):
-        return functools.partial(K.scatter_dense, src.idx, src.cnt, active, self.W, I, sops)
-
-
-class _CsrEdge(_Edge):
-    kind = "csr"
-
-    def __init__(self, src_idx, tgt_idx, val, n_src):
-        order = np.argsort(src_idx, kind="stable")
-        self.indices = np.ascontiguousarray(tgt_idx[order], dtype=np.int32)
-        self.data = np.ascontiguousarray(val[order], dtype=np.float32)
-        self.indptr = np.zeros(n_src + 1, dtype=np.int64)
-        np.cumsum(np.bincount(src_idx, minlength=n_src), out=self.indptr[1:])
-
-    def bind(self, src, active, I, sops):
-        return functools.partial(K.scatter_csr, src.idx, src.cnt, active, self.indptr, self.indices,
-                                 self.data, I, sops)
-
-
-def _csr_for(syn: Synapse, src_shape, dst_shape) -> _CsrEdge:
-    """COO -> CSR of the avgpool / identity / subsample_pad maps (source -> target, weight)."""
+def _csr(syn: Synapse, src_shape, dst_shape):
+    """COO (source, target, weight) of the avgpool / identity / subsample_pad maps."""
     sc = np.asarray(syn.params["scale"], dtype=np.float64)
     if syn.op == "identity":
         s = int(np.prod(src_shape))
         c = int(src_shape[-1])
         idx = np.arange(s, dtype=np.int64)
-        return _CsrEdge(idx, idx, np.tile(sc, s // c), s)
+        return idx, idx, np.tile(sc, s // c), s
     h, w, c = (int(v) for v in src_shape)
     oh, ow, co = (int(v) for v in dst_shape)
     ch = np.arange(c, dtype=np.int64)
@@ -205,17 +145,104 @@ def _csr_for(syn: Synapse, src_shape, dst_shape) -> _CsrEdge:
         vals.append(np.broadcast_to(sc[cp0:cp0 + c], (len(s_pos), c)).ravel())
     else:
         raise IRError(f"no sparse form for synapse {syn.op!r}")
-    return _CsrEdge(np.concatenate(srcs), np.concatenate(tgts), np.concatenate(vals), h * w * c)
+    return np.concatenate(srcs), np.concatenate(tgts), np.concatenate(vals), h * w * c
 
 
-def _make_edge(syn: Synapse, src_shape, dst_shape) -> _Edge:
+class _Program:
+    """Population and edge tables plus flat parameter arrays (see runtime/kernels.py)."""
+
+    def __init__(self):
+        self.pop_rows: list[list[int]] = []
+        self.edge_rows: list[list[int]] = []
+        self._w: list[np.ndarray] = []
+        self._nw = 0
+        self._coord_off: dict[tuple, int] = {}
+        self._c: list[np.ndarray] = []
+        self._nc = 0
+        self._ptr: list[np.ndarray] = []
+        self._nptr = 0
+        self._ind: list[np.ndarray] = []
+        self._dat: list[np.ndarray] = []
+        self._nind = 0
+        self._b: list[np.ndarray] = []
+        self._nb = 0
+        self.NV = self.NI = self.N0 = self.NS = 0
+        self.maxsize = 1
+
+    def weights(self, w: np.ndarray) -> int:
+        off = self._nw
+        self._w.append(np.ascontiguousarray(w, dtype=np.float32).reshape(-1))
+        self._nw += self._w[-1].size
+        return off
+
+    def coords(self, shape) -> int:
+        key = tuple(int(v) for v in shape)
+        if key not in self._coord_off:
+            self._coord_off[key] = self._nc
+            self._c.append(_coords(*key).reshape(-1))
+            self._nc += self._c[-1].size
+        return self._coord_off[key]
+
+    def csr(self, src_idx, tgt_idx, val, n_src) -> int:
+        order = np.argsort(src_idx, kind="stable")
+        ptr = np.zeros(n_src + 1, dtype=np.int64)
+        np.cumsum(np.bincount(src_idx, minlength=n_src), out=ptr[1:])
+        self._ind.append(np.asarray(tgt_idx[order], dtype=np.int32))
+        self._dat.append(np.asarray(val[order], dtype=np.float32))
+        self._ptr.append(ptr + self._nind)
+        self._nind += len(order)
+        off = self._nptr
+        self._nptr += n_src + 1
+        return off
+
+    def bias(self, b: np.ndarray) -> int:
+        off = self._nb
+        self._b.append(np.asarray(b, dtype=np.float32))
+        self._nb += b.size
+        return off
+
+    def edge(self, kind: int, src: int, off0: int, off1: int, geo) -> None:
+        row = [kind, src, off0, off1] + [int(v) for v in geo]
+        self.edge_rows.append(row + [0] * (K.E_COLS - len(row)))
+
+    def finish(self) -> None:
+        def cat(parts, dtype):
+            return np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros(1, dtype), dtype=dtype)
+        self.pops = np.asarray(self.pop_rows, dtype=np.int64).reshape(-1, K.P_COLS)
+        self.edges = np.asarray(self.edge_rows, dtype=np.int64).reshape(-1, K.E_COLS)
+        self.wts = cat(self._w, np.float32)
+        self.coord = cat(self._c, np.int32)
+        self.indptr = cat(self._ptr, np.int64)
+        self.indices = cat(self._ind, np.int32)
+        self.data = cat(self._dat, np.float32)
+        self.bias_all = cat(self._b, np.float32)
+
+
+def _add_edge(prog: _Program, src: int, syn: Synapse, src_shape, dst_shape) -> None:
+    """Append one spiking in-edge (conv / dense / CSR synapse) to the program."""
     if syn.op == "conv":
-        return _ConvEdge(syn, src_shape, dst_shape)
-    if syn.op == "dense":
-        return _DenseEdge(syn)
-    if syn.op in ("avgpool", "identity", "subsample_pad"):
-        return _csr_for(syn, src_shape, dst_shape)
-    raise IRError(f"runtime does not support synapse {syn.op!r}")
+        w = np.asarray(syn.params["weight"], dtype=np.float32)
+        kh, kw, cg, cout = w.shape
+        hs, ws, cs = (int(v) for v in src_shape)
+        oh, ow, _ = (int(v) for v in dst_shape)
+        sh, sw = _t2(syn.attrs.get("stride", (1, 1)))
+        pt, pl, _, _ = _t2(syn.attrs.get("pads", (0, 0, 0, 0)))
+        dh, dw = _t2(syn.attrs.get("dilation", (1, 1)))
+        groups = int(syn.attrs.get("groups", 1))
+        coff = prog.coords((hs, ws, cs))
+        if groups == 1 and sw == 1 and dw == 1:   # (KH, KW, Cin, Cout) -> (KH, Cin, KW reversed, Cout)
+            woff = prog.weights(w[:, ::-1].transpose(0, 2, 1, 3))
+            prog.edge(K.E_CONV_W1, src, woff, coff, (cs, kh, kw, cout, oh, ow, sh, pt, pl, dh))
+        else:
+            woff = prog.weights(w)
+            prog.edge(K.E_CONV, src, woff, coff, (kh, kw, cg, cout, groups, oh, ow, sh, sw, pt, pl, dh, dw))
+    elif syn.op == "dense":
+        w = np.asarray(syn.params["weight"], dtype=np.float32)
+        prog.edge(K.E_DENSE, src, prog.weights(w), 0, (w.shape[1],))
+    elif syn.op in ("avgpool", "identity", "subsample_pad"):
+        prog.edge(K.E_CSR, src, prog.csr(*_csr(syn, src_shape, dst_shape)), 0, ())
+    else:
+        raise IRError(f"runtime does not support synapse {syn.op!r}")
 
 
 def _split_syn(syn: Synapse, sign: int) -> Synapse:
@@ -234,22 +261,13 @@ class _Pop:
     shape: tuple
     size: int
     channels: int
-    bias: np.ndarray                      # (C,) float32
-    edges: list                           # [(src_name, _Edge)]
+    index: int                            # row in the program's population table
     input_syn: Synapse | None = None      # analog edge from the input population
-    gate_src: str | None = None           # maxgate source
-    gate_geo: tuple = ()
-
-
-class _State:
-    """Per-batch state of one spiking population."""
-
-    def __init__(self, b: int, size: int):
-        self.idx = np.zeros((b, size), dtype=np.int32)
-        self.cnt = np.zeros(b, dtype=np.int32)
-        self.counts = np.zeros((b, size), dtype=np.int32)
-        self.tot = np.zeros(b, dtype=np.int64)
-        self.sops = np.zeros(b, dtype=np.int64)
+    v_off: int = 0
+    i_off: int = 0
+    s_off: int = 0
+    i0_off: int = -1
+    bias: np.ndarray | None = None         # (C,) float32
 
 
 # ----------------------------------------------------------------------------------
@@ -272,16 +290,20 @@ class Network:
         self.n_classes = int(np.prod(out.shape))
         self.init_membrane = float(graph.meta.get("init_membrane") or 0.0)
         self.pops: list[_Pop] = []
+        prog = self._prog = _Program()
+        index = {}
         for node in graph.populations():
             if node.op == "input":
                 continue
             shape = tuple(int(v) for v in node.shape)
             size = int(np.prod(shape))
             c = int(shape[-1])
-            b = node.params.get("bias")
-            bias = np.zeros(c, np.float32) if b is None else np.broadcast_to(
-                np.asarray(b, dtype=np.float32), (c,)).copy()
-            pop = _Pop(node.name, node.op, shape, size, c, bias, [])
+            bv = node.params.get("bias")
+            bias = np.zeros(c, np.float32) if bv is None else np.broadcast_to(
+                np.asarray(bv, dtype=np.float32), (c,)).copy()
+            pop = _Pop(node.name, node.op, shape, size, c, len(self.pops), bias=bias)
+            index[node.name] = pop.index
+            e0 = len(prog.edge_rows)
             for src, d in graph.in_edges(node.name):
                 src_shape = tuple(int(v) for v in graph.node(src).shape)
                 if node.op == "maxgate":
@@ -292,17 +314,29 @@ class Network:
                     kh, kw = _t2(node.attrs["kernel"])
                     sh, sw = _t2(node.attrs["stride"])
                     pt, pl, _, _ = _t2(node.attrs.get("pads", (0, 0, 0, 0)))
-                    pop.gate_src = src
-                    pop.gate_geo = (src_shape[0], src_shape[1], src_shape[2], shape[0], shape[1],
-                                    kh, kw, sh, sw, pt, pl)
+                    prog.edge(K.E_GATE, index[src], 0, 0, (src_shape[0], src_shape[1], src_shape[2], shape[0],
+                                                           shape[1], kh, kw, sh, sw, pt, pl))
                     continue
                 if d["kind"] is EdgeKind.DATA or d["syn"] is None:
                     raise IRError(f"population {node.name!r} has a DATA in-edge from {src!r}")
                 if src == self.input_name:
                     pop.input_syn = d["syn"]
                 else:
-                    pop.edges.append((src, _make_edge(d["syn"], src_shape, shape)))
+                    _add_edge(prog, index[src], d["syn"], src_shape, shape)
+            op = {"neuron": K.OP_NEURON, "output": K.OP_OUTPUT, "maxgate": K.OP_MAXGATE}[node.op]
+            if node.op == "neuron":
+                pop.v_off, prog.NV = prog.NV, prog.NV + size
+            if node.op != "maxgate":
+                pop.i_off, prog.NI = prog.NI, prog.NI + size
+            if node.op != "output":
+                pop.s_off, prog.NS = prog.NS, prog.NS + size
+            if pop.input_syn is not None:
+                pop.i0_off, prog.N0 = prog.N0, prog.N0 + size
+            prog.maxsize = max(prog.maxsize, size)
+            prog.pop_rows.append([op, size, c, pop.v_off, pop.i_off, pop.s_off, pop.i0_off, prog.bias(bias),
+                                  e0, len(prog.edge_rows)])
             self.pops.append(pop)
+        prog.finish()
         self._neurons = sum(p.size for p in self.pops)
         self._out = self.pops[-1] if self.pops[-1].name == self.output_name else \
             next(p for p in self.pops if p.name == self.output_name)
@@ -388,43 +422,32 @@ class Network:
     def _run_batch(self, xb, T, early_exit, callback, sl, record, trace) -> dict:
         xb = preprocess(self.graph, xb)
         b = xb.shape[0]
-        active = np.ones(b, dtype=np.uint8)
-        states: dict[str, _State] = {}
-        V: dict[str, np.ndarray] = {}
-        steps: list = []
-        empty = np.zeros((0, 0), dtype=np.float32)
-        i0_out = None
+        pr = self._prog
+        n_pops = len(self.pops)
+        I0 = np.zeros((b, pr.N0), dtype=np.float32)
+        I = np.zeros((b, pr.NI), dtype=np.float32)
         macs = np.zeros(b, dtype=np.int64)
+        i0_out = None
         for p in self.pops:
-            if p.op == "maxgate":
-                st = states[p.name] = _State(b, p.size)
-                src = states[p.gate_src]
-                steps.append(functools.partial(K.maxgate_step, src.idx, src.cnt, active, src.counts,
-                                               *p.gate_geo, st.idx, st.cnt, st.counts, st.tot))
+            if p.input_syn is None:
                 continue
-            I0 = empty
-            if p.input_syn is not None:
-                I0 = np.ascontiguousarray(synapses.apply(p.input_syn, xb).reshape(b, -1), dtype=np.float32)
-                fan = synapses.SYNAPSES[p.input_syn.op].fan_in(p.input_syn, self.input_shape)
-                macs += int(fan) * p.size
-            I = I0.copy() if p.input_syn is not None else np.zeros((b, p.size), dtype=np.float32)
-            st = states[p.name] = _State(b, p.size if p.op != "output" else 1)
-            for src, e in p.edges:
-                steps.append(e.bind(states[src], active, I, st.sops))
-            has_i0 = p.input_syn is not None
+            cur = np.asarray(synapses.apply(p.input_syn, xb).reshape(b, -1), dtype=np.float32)
+            I0[:, p.i0_off:p.i0_off + p.size] = cur
+            I[:, p.i_off:p.i_off + p.size] = cur
+            macs += int(synapses.SYNAPSES[p.input_syn.op].fan_in(p.input_syn, self.input_shape)) * p.size
             if p.op == "output":
-                V[p.name] = np.zeros((b, p.size), dtype=np.float64)
-                steps.append(functools.partial(K.output_update, V[p.name], I, I0, has_i0, p.bias,
-                                               p.channels, active))
-                if has_i0:
-                    i0_out = I0.astype(np.float64)
-            else:
-                V[p.name] = np.full((b, p.size), self.init_membrane, dtype=np.float32)
-                steps.append(functools.partial(K.if_update, V[p.name], I, I0, has_i0, p.bias, p.channels,
-                                               active, st.idx, st.cnt, st.counts, st.tot,
-                                               np.zeros((b, p.size), dtype=np.uint8)))
-
-        vout = V[self.output_name]
+                i0_out = cur.astype(np.float64)
+        V = np.full((b, pr.NV), self.init_membrane, dtype=np.float32)
+        Vout = np.zeros((b, self.n_classes), dtype=np.float64)
+        idx = np.zeros((b, pr.NS), dtype=np.int32)
+        counts = np.zeros((b, pr.NS), dtype=np.int32)
+        cnt = np.zeros((b, n_pops), dtype=np.int32)
+        tot = np.zeros((b, n_pops), dtype=np.int64)
+        sops = np.zeros((b, n_pops), dtype=np.int64)
+        active = np.ones(b, dtype=np.uint8)
+        pred = np.zeros((b, T), dtype=np.int64)
+        steps_run = np.full(b, T, dtype=np.int64)
+        final = np.zeros(b, dtype=np.int64)
         lo = np.broadcast_to(self._lo, (b, self.n_classes)).copy()
         hi = np.broadcast_to(self._hi, (b, self.n_classes)).copy()
         ab = np.broadcast_to(self._abs, (b, self.n_classes)).copy()
@@ -432,70 +455,44 @@ class Network:
             lo += i0_out
             hi += i0_out
             ab += np.abs(i0_out)
-        pred = np.zeros((b, T), dtype=np.int64)
-        steps_run = np.full(b, T, dtype=np.int64)
-        final = np.zeros(b, dtype=np.int64)
-        vfinal = np.zeros((b, self.n_classes))
-        trains = {p.name: np.zeros((b, T, p.size), np.uint8) for p in self.pops
-                  if p.op in ("neuron", "maxgate")} if trace else {}
+
+        def steps(t0, t1):
+            K.run_steps(t0, t1, T, pr.pops, pr.edges, pr.wts, pr.coord, pr.indptr, pr.indices, pr.data,
+                        pr.bias_all, V, Vout, I, I0, idx, cnt, counts, tot, sops, active, pred, steps_run, final,
+                        bool(early_exit), lo, hi, ab, pr.maxsize)
+
+        spiking = [p for p in self.pops if p.op in ("neuron", "maxgate")]
+        trains = {p.name: np.zeros((b, T, p.size), np.uint8) for p in spiking} if trace else {}
         ptrace = np.zeros((b, T, self.n_classes)) if trace else None
-        rows = np.arange(b)
-        exited = np.zeros(b, dtype=bool)
-        t_done = T
-        for t in range(T):
-            for f in steps:
-                f()
-            pt = np.argmax(vout, axis=1)
-            pred[:, t] = np.where(exited, final, pt)
-            if trace:
-                for name, tr in trains.items():
-                    st = states[name]
-                    for k in range(b):
-                        tr[k, t, st.idx[k, :st.cnt[k]]] = 1
-                ptrace[:, t] = np.where(exited[:, None], vfinal, vout)
-            if callback is not None:
-                callback(t + 1, pred[:, t].copy(), sl)
-            if early_exit and t + 1 < T:
-                rem = T - (t + 1)
-                lb = vout + rem * lo
-                ub = vout + rem * hi
-                top = np.argmax(lb, axis=1)
-                margin = 1e-4 * (rem * (ab + ab[rows, top][:, None]) + np.abs(vout)
-                                 + np.abs(vout[rows, top])[:, None]) + 1e-9
-                gap = lb[rows, top][:, None] - ub - margin
-                gap[rows, top] = np.inf
-                cert = (gap.min(axis=1) > 0) & ~exited
-                if cert.any():
-                    final[cert] = top[cert]
-                    steps_run[cert] = t + 1
-                    vfinal[cert] = vout[cert]
-                    exited |= cert
-                    active[cert] = 0
-                    if exited.all():
-                        t_done = t + 1
-                        break
-        # fill the steps skipped after every image exited
-        for t in range(t_done, T):
-            pred[:, t] = final
-            if trace:
-                ptrace[:, t] = vfinal
-            if callback is not None:
-                callback(t + 1, pred[:, t].copy(), sl)
-        vfinal[~exited] = vout[~exited]
+        if callback is None and not trace:
+            steps(0, T)                       # one parallel region for the whole batch
+        else:
+            for t in range(T):
+                was_active = np.flatnonzero(active)
+                steps(t, t + 1)
+                if trace:
+                    for p in spiking:
+                        tr = trains[p.name]
+                        for k in was_active:
+                            tr[k, t, idx[k, p.s_off:p.s_off + cnt[k, p.index]]] = 1
+                    ptrace[:, t] = Vout
+                if callback is not None:
+                    callback(t + 1, pred[:, t].copy(), sl)
+        vfinal = Vout
         res = {"pred": pred, "pot": vfinal, "steps": steps_run, "macs": macs,
                "spikes": {}, "sops": {}, "perr": {}, "rates": {}, "trains": trains, "ptrace": ptrace}
         for p in self.pops:
-            st = states[p.name]
-            res["sops"][p.name] = st.sops.copy()
+            res["sops"][p.name] = sops[:, p.index].copy()
             if p.op in ("neuron", "maxgate"):
-                res["spikes"][p.name] = st.tot.copy()
+                res["spikes"][p.name] = tot[:, p.index].copy()
             if p.op == "neuron":
-                res["perr"][p.name] = (V[p.name].astype(np.float64) / steps_run[:, None]).mean(axis=1)
+                res["perr"][p.name] = (V[:, p.v_off:p.v_off + p.size].astype(np.float64)
+                                       / steps_run[:, None]).mean(axis=1)
             if p.name in record:
                 if p.op == "output":
                     res["rates"][p.name] = vfinal / steps_run[:, None]
                 else:
-                    res["rates"][p.name] = st.counts / steps_run[:, None].astype(np.float64)
+                    res["rates"][p.name] = counts[:, p.s_off:p.s_off + p.size] / steps_run[:, None].astype(np.float64)
         return res
 
     def _collect(self, parts, n, T, labels, record, trace, wall) -> RunResult:
