@@ -302,25 +302,41 @@ def _maxgate(sidx, k, scounts, Hs, Ws, C, OH, OW, KH, KW, sh, sw, pt, pl, out_id
 
 
 @njit(cache=True)
-def _certified(vo, rem, lo, hi, ab):
-    """Early-exit test: the class ``top`` maximising the lower bound ``V + rem*lo`` beats
-    every other class's upper bound ``V + rem*hi`` by a float-rounding margin.
-    Returns ``top`` or -1."""
+def _certified(vo, rem, lo, pair, i0, ab):
+    """Early-exit test after a step with ``rem`` steps left; returns the certified class or -1.
+
+    Class ``c`` is certified when for every ``k != c``
+    ``V_c - V_k + rem * (pair[c, k] + i0_c - i0_k) > margin``: ``pair`` bounds one future
+    step's current difference from below (static), ``i0`` is the image's constant analog
+    current into the output, ``margin`` covers float32 rounding of the per-step currents.
+    Candidates: ``argmax V`` and ``argmax (V + rem * lo)`` (at most one class can pass).
+    """
     K = vo.shape[0]
-    top = 0
-    best = vo[0] + rem * lo[0]
+    c1 = 0
+    c2 = 0
+    b2 = vo[0] + rem * lo[0]
     for c in range(1, K):
+        if vo[c] > vo[c1]:
+            c1 = c
         v = vo[c] + rem * lo[c]
-        if v > best:
-            best = v
-            top = c
-    for c in range(K):
-        if c == top:
-            continue
-        margin = 1e-4 * (rem * (ab[c] + ab[top]) + abs(vo[c]) + abs(vo[top])) + 1e-9
-        if best - (vo[c] + rem * hi[c]) - margin <= 0.0:
-            return -1
-    return top
+        if v > b2:
+            b2 = v
+            c2 = c
+    for r in range(2):
+        top = c1 if r == 0 else c2
+        if r == 1 and c2 == c1:
+            break
+        ok = True
+        for c in range(K):
+            if c == top:
+                continue
+            margin = 1e-4 * (rem * (ab[c] + ab[top]) + abs(vo[c]) + abs(vo[top])) + 1e-9
+            if vo[top] - vo[c] + rem * (pair[top, c] + i0[top] - i0[c]) - margin <= 0.0:
+                ok = False
+                break
+        if ok:
+            return top
+    return -1
 
 
 # ----------------------------------------------------------------------------------
@@ -329,13 +345,14 @@ def _certified(vo, rem, lo, hi, ab):
 @njit(cache=True, parallel=True)
 def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias,
               V, Vout, I, I0, idx, cnt, counts, tot, sops, active, pred, steps_run, final,
-              early_exit, lo, hi, ab, maxsize):
+              early_exit, lo, pair, i0out, ab, maxsize):
     """Simulate steps ``t0 .. t1-1`` (0-based, of ``T``) of every image of the batch.
 
     Per image and step: for every population in order, the scatters of its in-edges (the
     sources, earlier in the order, have already fired this step), then its update.  After
     the step ``pred[n, t] = argmax Vout[n]``.  With ``early_exit``, an image whose final
-    answer is certified (:func:`_certified`, bounds ``lo``/``hi``/``ab`` per class and step)
+    answer is certified (:func:`_certified`: ``lo``/``ab`` per image and class, ``pair`` per class
+    pair, ``i0out`` the images' constant currents into the output)
     stops: ``active[n] = 0``, ``final[n]``, ``steps_run[n] = t + 1``, and its later
     predictions repeat ``final[n]``.
     """
@@ -402,7 +419,7 @@ def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias,
                     best = c
             pred[n, t] = best
             if early_exit and t + 1 < T:
-                top = _certified(vo, np.float64(T - (t + 1)), lo[n], hi[n], ab[n])
+                top = _certified(vo, np.float64(T - (t + 1)), lo[n], pair, i0out[n], ab[n])
                 if top >= 0:
                     final[n] = top
                     steps_run[n] = t + 1

@@ -28,6 +28,8 @@ from snncc.runtime import kernels as K
 
 #: with threads=None, batches with fewer (images x neurons) than this run on one thread
 _SERIAL_BELOW = 200_000
+#: pairwise early-exit bounds are computed exactly when sources x classes^2 is at most this
+_PAIR_BUDGET = 50_000_000
 
 
 def _t2(v):
@@ -344,13 +346,25 @@ class Network:
 
     # -- early-exit bounds ---------------------------------------------------------
     def _static_bounds(self) -> None:
-        """Per-step output current bounds from the spiking in-edges + bias (static part)."""
+        """Static parts of the early-exit bounds (see docs/runtime.md, "Certified early exit").
+
+        Per class ``k``: ``lo_k``/``hi_k`` = bias + the sum of the negative/positive weights
+        into ``k`` (bounds of one step's current), ``abs_k`` = bias + sum of |weights| (for the
+        rounding margin).  Per class pair ``(c, k)``: ``pair[c, k]`` = a lower bound of one
+        step's current difference ``I_c - I_k``: ``b_c - b_k + sum_j min(0, w_jc - w_jk)``
+        (each source neuron fires 0 or 1 times per step), from the synapse's effective
+        ``(sources x classes)`` matrix when it is small enough, else ``lo_c - hi_k``.
+        """
         out = self._out
         g = self.graph
         lo = np.asarray(out.bias, dtype=np.float64).reshape(-1).copy()
         lo = np.broadcast_to(lo, out.shape).reshape(-1).copy() if out.size != lo.size else lo
+        bias = lo.copy()
         hi = lo.copy()
         ab = np.abs(lo)
+        k = lo.size
+        pair = bias[:, None] - bias[None, :]
+        exact = True
         for src, d in g.in_edges(out.name):
             if src == self.input_name:
                 continue
@@ -361,7 +375,19 @@ class Network:
             lo += neg
             hi += pos
             ab += pos - neg
-        self._lo, self._hi, self._abs = lo, hi, ab
+            fin = int(np.prod(src_shape))
+            if exact and fin * k * k <= _PAIR_BUDGET:
+                if d["syn"].op == "dense":
+                    m = np.asarray(d["syn"].params["weight"], dtype=np.float64).reshape(fin, k)
+                else:   # the synapse applied to every one-hot source: its effective matrix
+                    m = synapses.apply(d["syn"], np.eye(fin).reshape((fin,) + src_shape)).reshape(fin, k)
+                for c in range(k):
+                    pair[c] += np.minimum(m[:, c:c + 1] - m, 0.0).sum(axis=0)
+            else:
+                exact = False
+        if not exact:
+            pair = lo[:, None] - hi[None, :]
+        self._lo, self._hi, self._abs, self._pair = lo, hi, ab, np.ascontiguousarray(pair)
 
     # -- running ---------------------------------------------------------------------
     def run(self, x: np.ndarray, timesteps: int, *, labels: np.ndarray | None = None,
@@ -449,17 +475,15 @@ class Network:
         steps_run = np.full(b, T, dtype=np.int64)
         final = np.zeros(b, dtype=np.int64)
         lo = np.broadcast_to(self._lo, (b, self.n_classes)).copy()
-        hi = np.broadcast_to(self._hi, (b, self.n_classes)).copy()
         ab = np.broadcast_to(self._abs, (b, self.n_classes)).copy()
-        if i0_out is not None:
-            lo += i0_out
-            hi += i0_out
-            ab += np.abs(i0_out)
+        i0o = np.zeros((b, self.n_classes)) if i0_out is None else i0_out
+        lo += i0o
+        ab += np.abs(i0o)
 
         def steps(t0, t1):
             K.run_steps(t0, t1, T, pr.pops, pr.edges, pr.wts, pr.coord, pr.indptr, pr.indices, pr.data,
                         pr.bias_all, V, Vout, I, I0, idx, cnt, counts, tot, sops, active, pred, steps_run, final,
-                        bool(early_exit), lo, hi, ab, pr.maxsize)
+                        bool(early_exit), lo, self._pair, i0o, ab, pr.maxsize)
 
         spiking = [p for p in self.pops if p.op in ("neuron", "maxgate")]
         trains = {p.name: np.zeros((b, T, p.size), np.uint8) for p in spiking} if trace else {}

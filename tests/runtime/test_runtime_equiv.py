@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from rt_nets import B, dyadic, random_resnet
-from snncc.ir import EdgeKind, Synapse
+from snncc.ir import EdgeKind, Node, Synapse
 from snncc.nn import conv_out_hw
 from snncc.runtime import Network, simulate_reference
 
@@ -161,3 +161,45 @@ def test_conv_geometries_identical(stride, pads, dilation, groups):
     g = b.done()
     x = dyadic(rng, (3, 6, 7, 2), 0, 9)
     _check_identical(g, x, 12)
+
+
+def test_early_exit_pairwise_bound():
+    """Two classes fed identical weights differ only by a bias: the per-step current
+    difference is exactly the bias gap, so the pairwise bound certifies at once, while the
+    per-class bounds (lo_c vs hi_k) never could."""
+    b = B((2, 2, 1))
+    b.neuron("a", (2, 2, 2), [0.25, 0.125])
+    b.conv("in", "a", np.full((1, 1, 1, 2), 0.5, np.float32))
+    b.output("out", 2, [0.125, 0.0])
+    b.dense("a", "out", np.array([[0.5, 0.5]] * 8, np.float32))
+    g = b.done()
+    net = Network(g)
+    assert net._pair[0, 1] == pytest.approx(0.125)
+    assert net._lo[0] - net._hi[1] < 0          # the per-class bound cannot certify class 0
+    x = np.ones((3, 2, 2, 1), np.float32)
+    full = net.run(x, 100, progress=False)
+    ee = net.run(x, 100, progress=False, early_exit=True)
+    assert np.array_equal(ee.predictions[:, -1], full.predictions[:, -1])
+    assert (ee.steps_run <= 2).all()
+
+
+def test_early_exit_pairwise_bound_conv_into_output():
+    """A non-dense synapse into the output: its effective matrix comes from one-hot sources;
+    the bound must equal the brute-force one and the exit must stay certified."""
+    rng = np.random.default_rng(3)
+    b = B((4, 4, 1))
+    b.neuron("a", (2, 2, 3), dyadic(rng, 3, 0, 3))
+    b.conv("in", "a", dyadic(rng, (3, 3, 1, 3), -2, 5), stride=(2, 2), pads=(1, 1, 1, 1))
+    b.g.add_node(Node("out", "output", (1, 1, 3), params={"bias": dyadic(rng, 3, -2, 3)}))
+    w = dyadic(rng, (2, 2, 3, 3), -3, 4)
+    b.conv("a", "out", w)
+    g = b.done()
+    net = Network(g)
+    m = w.reshape(12, 3).astype(np.float64)
+    bias = g.node("out").params["bias"].astype(np.float64)
+    want = np.array([[bias[c] - bias[k] + np.minimum(m[:, c] - m[:, k], 0).sum() for k in range(3)] for c in range(3)])
+    assert np.allclose(net._pair, want)
+    x = dyadic(rng, (24, 4, 4, 1), 0, 9)
+    full = net.run(x, 60, progress=False)
+    ee = net.run(x, 60, progress=False, early_exit=True)
+    assert np.array_equal(ee.predictions[:, -1], full.predictions[:, -1])
