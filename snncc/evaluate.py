@@ -42,6 +42,11 @@ def ann_macs(graph) -> int:
 
 def ann_accuracy(onnx_path: str, graph, x_cl: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
     """Top-1 accuracy of the source ONNX model on the same (raw, channels-last) images."""
+    return float(np.mean(ann_predictions(onnx_path, graph, x_cl, batch) == y))
+
+
+def ann_predictions(onnx_path: str, graph, x_cl: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Top-1 class of the source ONNX model for each (raw, channels-last) image."""
     import onnxruntime as ort
 
     from snncc.analog import preprocess
@@ -59,14 +64,14 @@ def ann_accuracy(onnx_path: str, graph, x_cl: np.ndarray, y: np.ndarray, batch: 
 
     class _G:  # preprocess() reads graph.meta['preprocess']
         meta = {"preprocess": user}
-    correct = 0
+    preds = []
     for i in range(0, x_cl.shape[0], batch):
         xb = preprocess(_G, x_cl[i:i + batch]).astype(np.float32)
         if layout == "NCHW":
             xb = np.ascontiguousarray(np.transpose(xb, (0, 3, 1, 2)))
         out = sess.run(None, {name: xb})[0]
-        correct += int(np.sum(np.argmax(out.reshape(out.shape[0], -1), axis=1) == y[i:i + batch]))
-    return correct / x_cl.shape[0]
+        preds.append(np.argmax(out.reshape(out.shape[0], -1), axis=1))
+    return np.concatenate(preds) if preds else np.zeros(0, np.int64)
 
 
 def layer_correlation(net, x_cl: np.ndarray, timesteps: int, images: int = 32) -> dict[str, float]:
@@ -137,7 +142,14 @@ def run_eval(a) -> int:
            "energy_snn_uj": sops * a.fj_per_sop * 1e-9, "energy_ann_uj": macs * a.pj_per_flop * 1e-6,
            "layers": layers}
     if a.ann:
-        out["ann_accuracy"] = ann_accuracy(a.ann, net.graph, xc, y)
+        ann = ann_predictions(a.ann, net.graph, xc)
+        out["ann_accuracy"] = float(np.mean(ann == y))
+        # paired per-image difference (ANN correct - SNN correct): its standard error is the
+        # uncertainty of the conversion loss on this many images
+        d = (ann == y).astype(float)[:, None] - (res.predictions[:, [t - 1 for t in checkpoints(T)]] == y[:, None])
+        out["loss_standard_error_at"] = {str(t): float(np.std(d[:, i], ddof=1) / np.sqrt(n)) if n > 1 else None
+                                         for i, t in enumerate(checkpoints(T))}
+        out["ann_agreement_at"] = {str(t): float(np.mean(res.predictions[:, t - 1] == ann)) for t in checkpoints(T)}
     t = Table(title=_esc(f"{os.path.basename(a.file)} on {n} images, T={T}"))
     t.add_column("step", justify="right")
     t.add_column("SNN accuracy", justify="right")
@@ -146,7 +158,10 @@ def run_eval(a) -> int:
     con.print(t)
     if "ann_accuracy" in out:
         con.print(f"ANN accuracy {100 * out['ann_accuracy']:.2f}%  ->  conversion loss "
-                  f"{100 * (out['ann_accuracy'] - out['snn_accuracy']):.2f} points at T={T}", soft_wrap=True)
+                  f"{100 * (out['ann_accuracy'] - out['snn_accuracy']):.2f} +- "
+                  f"{100 * (out['loss_standard_error_at'][str(T)] or 0):.2f} points at T={T}", soft_wrap=True)
+        con.print(f"(+- paired standard error); the SNN agrees with the ANN on "
+                  f"{100 * out['ann_agreement_at'][str(T)]:.1f}% of the images", soft_wrap=True)
     con.print(f"{spikes:,.0f} spikes and {sops:,.0f} SOPs per image; {secs / n * 1e3:.1f} ms per image"
               + (f"; early exit ran {out['mean_steps_run']:.1f} of {T} steps on average" if a.early_exit else ""),
               soft_wrap=True)

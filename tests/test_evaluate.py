@@ -59,6 +59,14 @@ def test_eval_json_report(full_eval, digits_snn):
     assert r["accuracy_at"][str(T)] == r["snn_accuracy"]
     assert r["snn_accuracy"] >= 0.9
     assert r["ann_accuracy"] >= 0.95
+    # agreement with the ANN bounds the accuracy gap; the paired standard error of the loss is
+    # zero where they agree, so it is bounded by the disagreement
+    assert list(r["ann_agreement_at"]) == list(r["accuracy_at"]) == list(r["loss_standard_error_at"])
+    for t, agree in r["ann_agreement_at"].items():
+        assert 0 <= agree <= 1
+        assert abs(r["ann_accuracy"] - r["accuracy_at"][t]) <= 1 - agree + 1e-12
+        assert 0 <= r["loss_standard_error_at"][t] <= np.sqrt((1 - agree) / 99) + 1e-12
+    assert r["ann_agreement_at"][str(T)] >= 0.9
     # accuracy is a fraction of 100 images and rises with time overall
     for v in r["accuracy_at"].values():
         assert 0 <= v <= 1 and abs(v * 100 - round(v * 100)) < 1e-9
