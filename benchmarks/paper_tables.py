@@ -210,32 +210,54 @@ def write_markdown(results, a, n):
             if k in row:
                 s = row[k]["sops_per_image"]
                 L.append(f"| {d} | {k} | {s:,.0f} | {row[k]['spikes_per_image']:,.0f} | {s * 77e-9:.2f} |")
-    L += eval_section(os.path.join(ROOT, "benchmarks", "results", "resnet20_best_eval_1000.json"))
+    L += eval_section(os.path.join(ROOT, "benchmarks", "results"))
     L += speed_section(os.path.join(ROOT, "benchmarks", "results", "speed_resnet20.json"))
     with open(a.out, "w") as f:
         f.write("\n".join(L) + "\n")
     print(f"wrote {a.out}")
 
 
-def eval_section(path):
-    """The default preset at small T on more images, from a saved `snncc eval --json` (if present)."""
-    if not os.path.exists(path):
+#: saved `snncc eval --json` runs on more test images (benchmarks/results/), in report order
+EVALS = [
+    ("resnet20_best_eval_10000.json", "ResNet-20", "best (default)"),
+    ("resnet20_best_eval_1000.json", "ResNet-20", "best (default)"),
+    ("resnet20_paper-nocomp_eval_2000.json", "ResNet-20", "paper-nocomp"),
+    ("resnet20_paper_eval_2000.json", "ResNet-20", "paper"),
+    ("resnet32_paper_eval_2000.json", "ResNet-32", "paper"),
+    ("resnet56_paper_eval_2000.json", "ResNet-56", "paper"),
+]
+
+
+def eval_section(results_dir):
+    """Conversion loss on more test images, from saved `snncc eval --json` runs (those present)."""
+    rows = []
+    for fname, model, preset in EVALS:
+        path = os.path.join(results_dir, fname)
+        if os.path.exists(path):
+            with open(path) as f:
+                rows.append((fname, model, preset, json.load(f)))
+    if not rows:
         return []
-    with open(path) as f:
-        d = json.load(f)
-    pts = [t for t in d["accuracy_at"] if int(t) >= 8]
-    L = ["\n## Default preset at small T, 1000 test images\n",
-         "`snncc eval out/paper/resnet20_best.snn --data cifar10_test.npz --limit 1000 -T 128 --ann resnet20.onnx "
-         "--json ...` on the ResNet-20 converted above with the default preset (bias calibration for 64 steps on "
-         "calibration images); raw JSON in `benchmarks/results/resnet20_best_eval_1000.json`.\n",
-         "| | ANN | " + " | ".join(f"T={t}" for t in pts) + " |",
-         "| --- | --- | " + " | ".join("---" for _ in pts) + " |",
-         f"| accuracy (%) | {100 * d['ann_accuracy']:.1f} | "
-         + " | ".join(f"{100 * d['accuracy_at'][t]:.1f}" for t in pts) + " |",
-         "| loss (points) | | " + " | ".join(f"{100 * (d['ann_accuracy'] - d['accuracy_at'][t]):.1f}" for t in pts)
-         + " |",
-         f"\nSOPs per image at T={d['timesteps']}: {d['sops_per_image']:,.0f}; spikes per image "
-         f"{d['spikes_per_image']:,.0f}.\n"]
+    pts = [16, 32, 64, 128, 256, 350]
+    L = ["\n## Conversion loss on more test images\n",
+         "`snncc eval MODEL.snn --data cifar10_test.npz [--limit N] -T T --ann MODEL.onnx --json ...` on the networks "
+         "converted above (same `.snn` files); raw JSON in `benchmarks/results/`. Loss = ANN - SNN accuracy on the "
+         "same images, in points, +- the paired standard error (from the per-image difference 'ANN correct - SNN "
+         "correct'; `snncc eval` reports it). `-`: beyond that run's T.\n",
+         "| model | preset | images | ANN (%) | " + " | ".join(f"T={t}" for t in pts) + " | raw |",
+         "| --- | --- | --- | --- | " + " | ".join("---" for _ in pts) + " | --- |"]
+    for fname, model, preset, d in rows:
+        cells = []
+        for t in pts:
+            k = str(t)
+            if k not in d["accuracy_at"]:
+                cells.append("-")
+                continue
+            se = (d.get("loss_standard_error_at") or {}).get(k)
+            loss = 100 * (d["ann_accuracy"] - d["accuracy_at"][k])
+            cells.append(f"{loss:.2f}" + (f" +- {100 * se:.2f}" if se is not None else ""))
+        L.append(f"| {model} | {preset} | {d['images']} | {100 * d['ann_accuracy']:.2f} | " + " | ".join(cells)
+                 + f" | `{fname}` |")
     return L
 
 
