@@ -243,14 +243,18 @@ def _output_update(Vo, In, I0n, has_i0, bias, C):
 
 
 @njit(cache=True)
-def _maxgate(sidx, k, scounts, Hs, Ws, C, OH, OW, KH, KW, sh, sw, pt, pl, out_idx, out_counts):
+def _maxgate(sidx, k, scounts, Hs, Ws, C, OH, OW, KH, KW, sh, sw, pt, pl, rule_max, out_idx, out_counts):
     """Spiking max pooling (gate) for one step of one image; returns the output spike count.
 
-    ``scounts`` are the source's spike counts *including this step*.  Output neuron
-    ``(oh, ow, c)`` fires iff the source neuron with the highest count in its window
-    (first in row-major window order on ties; padding never wins) fired at this step.
-    Only windows containing a fired source neuron are examined, and a window is emitted
-    only by the spike at its arg-max, hence at most once.
+    ``scounts`` are the source's spike counts *including this step*.  Rule ``leader`` (the
+    paper's): output neuron ``(oh, ow, c)`` fires iff the source neuron with the highest count
+    in its window (first in row-major window order on ties; padding never wins) fired at this
+    step; a window is emitted only by the spike at its arg-max, hence at most once.  Rule
+    ``max`` (``rule_max``): it fires iff the window's highest count now exceeds the output's
+    own count -- which, by induction, is the window's highest count before this step (a count
+    rises by at most 1 per step) -- and the output count is raised at once, so a second fired
+    neuron of the window cannot emit again.  Only windows containing a fired source neuron
+    are examined.
     """
     m = 0
     for q in range(k):
@@ -293,8 +297,8 @@ def _maxgate(sidx, k, scounts, Hs, Ws, C, OH, OW, KH, KW, sh, sw, pt, pl, out_id
                             best = cv
                             bh = hh
                             bw = ww
-                if bh == h and bw == w:
-                    o = (oh * OW + ow) * C + c
+                o = (oh * OW + ow) * C + c
+                if (best > out_counts[o]) if rule_max else (bh == h and bw == w):
                     out_idx[m] = o
                     m += 1
                     out_counts[o] += 1
@@ -391,7 +395,7 @@ def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias,
                     else:   # E_GATE: the population is a max gate of source sp
                         ob = pops[p, P_S]
                         m = _maxgate(sidx, k, counts[n, so:so + pops[sp, P_SIZE]], g[0], g[1], g[2], g[3], g[4],
-                                     g[5], g[6], g[7], g[8], g[9], g[10], idx[n, ob:ob + size],
+                                     g[5], g[6], g[7], g[8], g[9], g[10], g[11] != 0, idx[n, ob:ob + size],
                                      counts[n, ob:ob + size])
                         cnt[n, p] = m
                         tot[n, p] += m

@@ -316,8 +316,11 @@ class Network:
                     kh, kw = _t2(node.attrs["kernel"])
                     sh, sw = _t2(node.attrs["stride"])
                     pt, pl, _, _ = _t2(node.attrs.get("pads", (0, 0, 0, 0)))
+                    rule = node.attrs.get("rule", "leader")
+                    if rule not in ("leader", "max"):
+                        raise IRError(f"maxgate {node.name!r} has unknown rule {rule!r}")
                     prog.edge(K.E_GATE, index[src], 0, 0, (src_shape[0], src_shape[1], src_shape[2], shape[0],
-                                                           shape[1], kh, kw, sh, sw, pt, pl))
+                                                           shape[1], kh, kw, sh, sw, pt, pl, int(rule == "max")))
                     continue
                 if d["kind"] is EdgeKind.DATA or d["syn"] is None:
                     raise IRError(f"population {node.name!r} has a DATA in-edge from {src!r}")

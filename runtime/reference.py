@@ -18,9 +18,14 @@ def _t2(v):
     return tuple(int(i) for i in v)
 
 
-def maxgate_reference(counts: np.ndarray, spikes: np.ndarray, kernel, stride, pads) -> np.ndarray:
-    """Gate of one step: in each window, the output is the spike of the input with the
-    highest count (first in row-major window order on ties; padding never wins)."""
+def maxgate_reference(counts: np.ndarray, spikes: np.ndarray, kernel, stride, pads, rule: str = "leader") -> np.ndarray:
+    """Gate of one step (``counts`` include this step's ``spikes``).
+
+    ``leader`` (the paper's): in each window, the output is the spike of the input with the
+    highest count (first in row-major window order on ties; padding never wins).
+    ``max``: the output spikes iff the window's highest count rose at this step, so the
+    output's count always equals the window's highest count.
+    """
     from snncc.nn import conv_out_hw, pad_hw
     n, h, w, c = counts.shape
     kh, kw = _t2(kernel)
@@ -28,6 +33,18 @@ def maxgate_reference(counts: np.ndarray, spikes: np.ndarray, kernel, stride, pa
     oh, ow = conv_out_hw(h, w, (kh, kw), (sh, sw), _t2(pads))
     cp = pad_hw(counts.astype(np.int64), pads, value=-1)
     sp = pad_hw(spikes, pads, value=0)
+    if rule == "max":
+        before = pad_hw(counts.astype(np.int64) - spikes, pads, value=-1)
+        m_now = np.full((n, oh, ow, c), -1, dtype=np.int64)
+        m_before = np.full((n, oh, ow, c), -1, dtype=np.int64)
+        for i in range(kh):
+            for j in range(kw):
+                win = (slice(None), slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw))
+                m_now = np.maximum(m_now, cp[win])
+                m_before = np.maximum(m_before, before[win])
+        return (m_now > m_before).astype(spikes.dtype)
+    if rule != "leader":
+        raise IRError(f"unknown maxgate rule {rule!r}")
     best = np.full((n, oh, ow, c), -2, dtype=np.int64)
     out = np.zeros((n, oh, ow, c), dtype=spikes.dtype)
     for i in range(kh):
@@ -99,7 +116,7 @@ def simulate_reference(graph: Graph, x_nhwc_raw: np.ndarray, T: int, init_membra
                     raise IRError(f"maxgate {p.name!r} on the analog input is not supported")
                 # counts of the source, this step included (source was visited first)
                 s[p.name] = maxgate_reference(counts[src], s[src], p.attrs["kernel"], p.attrs["stride"],
-                                              p.attrs.get("pads", (0, 0, 0, 0)))
+                                              p.attrs.get("pads", (0, 0, 0, 0)), p.attrs.get("rule", "leader"))
             else:
                 cur = np.array(i0[p.name]) if p.name in i0 else np.zeros((n,) + tuple(p.shape), np.float32)
                 for src, d in graph.in_edges(p.name):

@@ -28,11 +28,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     # exactly the paper: layer-wise 99.9th-percentile lambda, shortcut lambda (Eq. 6),
     # membranes start at 0, compensation factor searched on calibration data (Eq. 12-14)
     "paper": dict(percentile=99.9, channel_wise=False, shortcut_norm=True, init_membrane=0.0,
-                  compensate="auto", calibrate_bias=0),
+                  compensate="auto", calibrate_bias=0, maxgate="leader"),
     # the most accurate post-training conversion snncc can show (docs/results.md)
     "best": dict(percentile=99.9, channel_wise=True, shortcut_norm=True, init_membrane=0.5,
-                 compensate="none", calibrate_bias=64),
+                 compensate="none", calibrate_bias=64, maxgate="max"),
 }
+
+
+#: spiking max pooling rules (docs/runtime.md): ``leader`` -- the paper's gate, pass the spikes of the
+#: input with the highest count so far; ``max`` -- the output's count follows the window's highest count
+MAXGATE_RULES = ("leader", "max")
 
 
 @dataclass
@@ -46,6 +51,7 @@ class ConvertOptions:
     init_membrane: float = 0.5
     compensate: str | float = "none"
     calibrate_bias: int = 64
+    maxgate: str = "max"
     preset: str = "best"
     calib_limit: int | None = None
     batch_size: int = 64
@@ -64,6 +70,8 @@ def resolve_options(preset: str = "best", **overrides) -> ConvertOptions:
     if not (0.0 <= opts.init_membrane < 1.0):
         raise SnnccError(f"initial membrane must be in [0, 1) of threshold, got {opts.init_membrane}",
                          "e.g. --init-membrane 0.5")
+    if opts.maxgate not in MAXGATE_RULES:
+        raise SnnccError(f"unknown max-pool gate rule {opts.maxgate!r}", f"use one of {', '.join(MAXGATE_RULES)}")
     if opts.calibrate_bias < 0:
         raise SnnccError(f"--calibrate-bias takes a number of time steps >= 0, got {opts.calibrate_bias}",
                          "e.g. --calibrate-bias 64, or 0 to disable")
@@ -169,7 +177,7 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
             percentile: float | None = None, channel_wise: bool | None = None,
             shortcut_norm: bool | None = None, init_membrane: float | None = None,
             compensate: str | float | None = None, calibrate_bias: int | None = None,
-            calib_limit: int | None = None,
+            maxgate: str | None = None, calib_limit: int | None = None,
             batch_size: int | None = None, verify: bool = False, dump_ir: str | None = None,
             progress: bool = True, log: Callable[[str], None] | None = None) -> SpikingNetwork:
     """Convert an ONNX model (path, bytes or ``onnx.ModelProto``) into a :class:`SpikingNetwork`.
@@ -186,7 +194,7 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
     t0 = time.time()
     opts = resolve_options(preset, input_scale=input_scale, mean=mean, std=std, percentile=percentile,
                            channel_wise=channel_wise, shortcut_norm=shortcut_norm, init_membrane=init_membrane,
-                           compensate=compensate, calibrate_bias=calibrate_bias, calib_limit=calib_limit,
+                           compensate=compensate, calibrate_bias=calibrate_bias, maxgate=maxgate, calib_limit=calib_limit,
                            batch_size=batch_size)
     graph = import_onnx(model)
     ops_before = sum(1 for _ in graph.nodes())
@@ -215,6 +223,9 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
     graph = run_pipeline(graph, ctx, verify=verify, dump_ir=dump_ir)
     graph.meta["preprocess_user"] = user_pre   # what the ONNX model itself expects applied to raw data
     graph.meta["init_membrane"] = float(opts.init_membrane)
+    for n in graph.populations():
+        if n.op == "maxgate":
+            n.attrs["rule"] = opts.maxgate
     net = SpikingNetwork(graph)
     if opts.calibrate_bias:
         from snncc.calibration import calibrate_bias as _calibrate

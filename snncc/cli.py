@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     cw.add_argument("--layer-wise", dest="channel_wise", action="store_const", const=False,
                     help="one lambda per layer, as in the paper")
     c.add_argument("--init-membrane", type=float, help="initial membrane potential as a fraction of threshold")
+    c.add_argument("--maxgate", choices=["leader", "max"],
+                   help="spiking max pooling: leader = the paper's gate (spikes of the input that fired most so far), "
+                        "max = the output's spike count follows the window's highest count (best preset)")
     c.add_argument("--batch-size", type=_positive_int, help="images per profiling batch (default 64)")
     c.add_argument("--verify", action="store_true", help="check the IR invariants after every pass")
     c.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR")
@@ -134,7 +137,7 @@ def cmd_convert(a) -> int:
     net = api.convert(a.model, a.calib, preset=a.preset, input_scale=a.input_scale, mean=a.mean, std=a.std,
                       percentile=a.percentile, channel_wise=a.channel_wise, shortcut_norm=a.shortcut_norm,
                       init_membrane=a.init_membrane, compensate=a.compensate,
-                      calibrate_bias=a.calibrate_bias, calib_limit=a.calib_limit,
+                      calibrate_bias=a.calibrate_bias, maxgate=a.maxgate, calib_limit=a.calib_limit,
                       batch_size=a.batch_size, verify=a.verify, dump_ir=a.dump_ir, progress=_progress(a.quiet),
                       log=log)
     net.save(a.output)

@@ -165,3 +165,22 @@ def test_convert_log_reports_transpose(tmp_path):
     msgs = []
     snncc.convert(MODEL, x, **PRE, **FAST, log=msgs.append)
     assert any("transposed automatically" in m for m in msgs)
+
+
+def test_maxgate_rule_follows_preset_and_option(tmp_path):
+    """Max pools become gates with the preset's rule (best: ``max``, paper: ``leader``), an
+    explicit ``maxgate=`` wins, the rule survives save/load, and a bad rule is one error."""
+    model = os.path.join(os.path.dirname(__file__), "fixtures", "vgg_maxpool.onnx")
+    x = np.random.default_rng(0).uniform(0, 1, (32, 3, 16, 16)).astype(np.float32)
+
+    def rules(net):
+        return {n.attrs.get("rule") for n in net.graph.populations() if n.op == "maxgate"}
+    best = snncc.convert(model, x, **FAST)
+    assert rules(best) == {"max"}
+    assert rules(snncc.convert(model, x, preset="paper", compensate="none", **FAST)) == {"leader"}
+    forced = snncc.convert(model, x, maxgate="leader", **FAST)
+    assert rules(forced) == {"leader"}
+    forced.save(str(tmp_path / "m.snn"))
+    assert rules(snncc.load(str(tmp_path / "m.snn"))) == {"leader"}
+    with pytest.raises(SnnccError, match="max-pool gate rule"):
+        snncc.convert(model, x, maxgate="median", **FAST)

@@ -203,3 +203,18 @@ def test_early_exit_pairwise_bound_conv_into_output():
     full = net.run(x, 60, progress=False)
     ee = net.run(x, 60, progress=False, early_exit=True)
     assert np.array_equal(ee.predictions[:, -1], full.predictions[:, -1])
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_maxgate_rule_max_identical_and_follows_window_max(seed):
+    """Rule ``max`` on the random ResNet (2x2 stride-2 gate): identical to the reference, and
+    every gate neuron's cumulative count equals its window's highest source count at every step."""
+    g, x = random_resnet(seed)
+    for n in g.populations():
+        if n.op == "maxgate":
+            n.attrs["rule"] = "max"
+    _, res = _check_identical(g, x, 24, batch_size=4)
+    src = np.cumsum(res.trains["a1"].reshape(len(x), 24, 8, 8, 4), axis=1)
+    win = src.reshape(len(x), 24, 4, 2, 4, 2, 4).max(axis=(3, 5))
+    gate = np.cumsum(res.trains["m1"].reshape(len(x), 24, 4, 4, 4), axis=1)
+    assert np.array_equal(gate, win)

@@ -151,3 +151,35 @@ def test_callback_and_batches():
                          callback=lambda t, p, sl: seen.append((t, len(p), sl.start)))
     assert len(seen) == 4 * 3 and seen[0] == (1, 2, 0) and seen[-1] == (4, 1, 4)
     assert res.predictions.shape == (5, 4)
+
+
+def _gate_net(rule):
+    b = B((1, 2, 1))
+    b.neuron("a", (1, 2, 1))
+    b.identity("in", "a", [1.0])
+    b.maxgate("m", "a", (1, 1, 1), (1, 2), (1, 2))
+    b.g.node("m").attrs["rule"] = rule
+    b.output("out", 1)
+    b.dense("m", "out", [[1.0]])
+    return b.done()
+
+
+def test_maxgate_rules_leader_overcounts_max_follows_highest_count():
+    """Inputs 0.5 and 0.625: left fires at steps 2, 4, 6, 8; right at 2, 4, 5, 7, 8.
+    The paper's gate (leader, ties to the left neuron) passes left's spike at step 6 on a
+    3-3 tie although the window's highest count does not rise: 6 output spikes by step 8
+    for a highest count of 5.  The ``max`` rule's output count equals the highest count
+    at every step."""
+    x = np.array([0.5, 0.625], np.float32).reshape(1, 1, 2, 1)
+    T = 8
+    lead = Network(_gate_net("leader")).run(x, T, trace=True, progress=False)
+    mx = Network(_gate_net("max")).run(x, T, trace=True, progress=False)
+    left, right = lead.trains["a"][0, :, 0], lead.trains["a"][0, :, 1]
+    assert list(np.flatnonzero(left) + 1) == [2, 4, 6, 8]
+    assert list(np.flatnonzero(right) + 1) == [2, 4, 5, 7, 8]
+    highest = np.maximum(np.cumsum(left), np.cumsum(right))
+    assert list(np.cumsum(lead.trains["m"][0, :, 0])) == [0, 1, 1, 2, 3, 4, 5, 6]
+    assert list(np.cumsum(mx.trains["m"][0, :, 0])) == list(highest) == [0, 1, 1, 2, 3, 3, 4, 5]
+    for rule, res in (("leader", lead), ("max", mx)):
+        ref = simulate_reference(_gate_net(rule), x, T)
+        assert np.array_equal(ref["spikes"]["m"][0, :, 0, 0, 0], res.trains["m"][0, :, 0])
