@@ -1025,8 +1025,9 @@ def maxpool(ctx: Ctx, node):
     than the kernel.
     Rejects: dilations other than 1; 1-D/3-D pooling; using the ``Indices`` output; an input that
     can be negative (not a ReLU or pooled ReLU output), reported when the model is lowered.
-    Notes: becomes a ``maxgate``: in each window the output spikes iff the input neuron with the
-    highest spike count so far spiked at this step (docs/runtime.md).
+    Notes: becomes a ``maxgate``: with ``--maxgate max`` (default preset) the output's spike count
+    follows the window's highest input count; with ``leader`` (paper preset) the output spikes iff
+    the input neuron with the highest spike count so far spiked at this step (docs/runtime.md).
     """
     _pool(ctx, node, "maxpool")
 
