@@ -87,7 +87,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", default=os.environ.get("SNNCC_SHARED", os.path.join(ROOT, "..", "shared")))
     ap.add_argument("--depths", default="20,32,56")
-    ap.add_argument("--fixtures", default="plain20,plain_maxpool,resnet_projection,resnet_bottleneck",
+    ap.add_argument("--fixtures", default="plain20,plain_maxpool",
                     help="trained models from tests/fixtures/trained/ reported beside the ResNets ('' for none)")
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--test-limit", type=int, default=1000)
@@ -148,11 +148,17 @@ def write_markdown(results, a, n):
              f"Accuracy is measured on a seeded random subset of {n} test images; calibration (percentiles, "
              "bias calibration, zeta search) uses only `cifar10_calib.npz` (training images). Models: the "
              "pretrained akamaster ResNets (option-A shortcuts), exported with `examples/pytorch`.\n")
+    if a.fixtures:
+        L.append("Trained fixtures (`tests/fixtures/trained/`, briefly trained on the shared training split by "
+                 "`examples/cifar_variants`): `plain20` is the paper's Table 3 \"plain CNN\" -- ResNet-20's 19 conv "
+                 "layers without shortcuts; `plain_maxpool` a VGG-like stack with 2x2 max pools, so the spiking max "
+                 "pooling runs on a real model (`paper` uses the paper's `leader` gate, `best` the `max` rule, see "
+                 "docs/runtime.md). No `no-shortcut-norm` run for them: they have no shortcuts.\n")
     L.append("Configurations: `no-shortcut-norm` = layer-wise lambda, shortcut weights left at 1 (the paper's "
              "Table 2 baseline); `paper-nocomp` = `--preset paper --compensate none` (layer-wise 99.9% lambda, "
              "shortcut lambda_in/lambda_out, membranes at 0); `paper` = `--preset paper` (the same plus the zeta "
              "search on calibration images); `best` = the default preset (channel-wise lambda on every edge, "
-             "membranes at half threshold, bias calibration for 64 steps). A `-` or a missing row is a run that "
+             "membranes at half threshold, bias calibration for 64 steps, `max` max-pool gate). A `-` or a missing row is a run that "
              "was not made (CPU time): the script caches each run in `--workdir` and `--report-only` rewrites "
              "this page from the runs made.\n")
     L.append(f"## Table 2: shortcut normalisation (error %, T={T})\n")
