@@ -8,6 +8,11 @@ activations of layer ``l``: layer-wise over all images and neurons, or
 channel-wise per channel over images and positions.  The percentile is numpy's
 default (linear interpolation): for ``n`` sorted values ``a``, virtual index
 ``i = (n - 1) p / 100``, result ``lerp(a[floor i], a[floor i + 1], i - floor i)``.
+The values are all activations (``ctx.percentile_of == 'all'``, the default), or
+only the positive ones (``'positive'``: the definition of Rueckauer et al.'s
+reference implementation, which the paper's normalisation follows -- the
+percentile of the *nonzero* ReLU outputs; a sparse layer then gets a larger
+lambda, i.e. less clipping).
 
 Bounded memory: ``n`` is known in advance (images x neurons), so only the
 ``k = n - floor((n - 1) p / 100) + 1`` largest values can matter; each batch's
@@ -27,7 +32,7 @@ graph, which equals the ANN exactly.
 
 Result: ``meta['activations'][pop] = {'layer': float, 'channel': list | None,
 'max': float}`` (``channel`` only with ``ctx.channel_wise``; never for the
-output), ``meta['percentile']``.  NaN/inf activations raise ``DataError``.
+output), ``meta['percentile']``, ``meta['percentile_of']``.  NaN/inf activations raise ``DataError``.
 Analysis only: the graph is unchanged.
 """
 from __future__ import annotations
@@ -67,17 +72,25 @@ def topk_needed(n: int, p: float) -> int:
 
 
 class TopK:
-    """Running top-k of ``rows`` independent streams (one per channel, or 1 for the layer)."""
+    """Running top-k of ``rows`` independent streams (one per channel, or 1 for the layer).
 
-    def __init__(self, rows: int, n: int, p: float):
-        self.n, self.p = n, p
+    ``positive``: the percentile is taken over the positive values of each stream only
+    (their count ``n_pos <= n`` is known only at the end; ``n - lo(n)`` never decreases
+    with ``n``, so the top ``k(n)`` values still contain every value that can matter).
+    """
+
+    def __init__(self, rows: int, n: int, p: float, positive: bool = False):
+        self.n, self.p, self.positive = n, p, positive
         self.k = topk_needed(n, p)
         self.buf = np.empty((rows, 0))
         self.seen = 0
+        self.npos = np.zeros(rows, np.int64)
 
     def update(self, vals: np.ndarray) -> None:
         """``vals``: (rows, m) new float64 values."""
         self.seen += vals.shape[1]
+        if self.positive:
+            self.npos += np.count_nonzero(vals > 0, axis=1)
         allv = np.concatenate([self.buf, vals], axis=1)
         if allv.shape[1] > self.k:
             allv = np.partition(allv, allv.shape[1] - self.k, axis=1)[:, -self.k:]
@@ -86,11 +99,20 @@ class TopK:
     def result(self) -> np.ndarray:
         if self.seen != self.n:
             raise DataError(f"profiling saw {self.seen} values, expected {self.n}")
-        lo, hi, gamma = percentile_index(self.n, self.p)
         s = np.sort(self.buf, axis=1)           # s[:, j] == sorted_full[n - k + j]
         base = self.n - s.shape[1]
-        a, b = s[:, lo - base], s[:, hi - base]
-        return np.array([_lerp(np.float64(x), np.float64(y), gamma) for x, y in zip(a, b)])
+        if not self.positive:
+            lo, hi, gamma = percentile_index(self.n, self.p)
+            a, b = s[:, lo - base], s[:, hi - base]
+            return np.array([_lerp(np.float64(x), np.float64(y), gamma) for x, y in zip(a, b)])
+        out = np.zeros(s.shape[0])
+        for r, m in enumerate(self.npos):       # the positive values are the last m of the sorted stream
+            if m == 0:
+                continue                        # no positive value: a dead channel/layer, lambda 0
+            lo, hi, gamma = percentile_index(int(m), self.p)
+            off = self.n - int(m) - base
+            out[r] = _lerp(np.float64(s[r, off + lo]), np.float64(s[r, off + hi]), gamma)
+        return out
 
 
 # -- activation sources ----------------------------------------------------------
@@ -178,8 +200,9 @@ def run(graph: Graph, ctx) -> Graph:
         raise ModelError("cannot profile populations without an ONNX tensor on a normalised graph",
                          "profile before normalize")
     src = _OrtSource(graph, sorted({q.onnx_tensor for q in ort_pops})) if ort_pops else None
-    layer = {q.name: TopK(1, n_img * int(np.prod(q.shape)), p) for q in pops}
-    chw = {q.name: TopK(q.channels, n_img * int(np.prod(q.shape[:-1])), p)
+    pos = getattr(ctx, "percentile_of", "all") == "positive"
+    layer = {q.name: TopK(1, n_img * int(np.prod(q.shape)), p, pos) for q in pops}
+    chw = {q.name: TopK(q.channels, n_img * int(np.prod(q.shape[:-1])), p, pos)
            for q in pops if ctx.channel_wise and q.op != "output"}
     mx = {q.name: -np.inf for q in pops}
     bs = max(1, int(ctx.batch_size or 64))
@@ -212,6 +235,7 @@ def run(graph: Graph, ctx) -> Graph:
                         "max": float(mx[q.name])}
     graph.meta["activations"] = acts
     graph.meta["percentile"] = p
+    graph.meta["percentile_of"] = "positive" if pos else "all"
     graph.meta["profile"] = {"images": n_img, "source": "onnxruntime" if not ana_pops else
                              ("analog" if not ort_pops else "onnxruntime+analog")}
     return graph

@@ -39,6 +39,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 #: input with the highest count so far; ``max`` -- the output's count follows the window's highest count
 MAXGATE_RULES = ("leader", "max")
 
+#: which activations lambda's percentile is taken over: ``all`` of them, or only the ``positive`` ones
+#: (the nonzero ReLU outputs, as in Rueckauer et al.'s reference implementation)
+PERCENTILE_OF = ("all", "positive")
+
 
 @dataclass
 class ConvertOptions:
@@ -46,6 +50,7 @@ class ConvertOptions:
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
     percentile: float = 99.9
+    percentile_of: str = "all"
     channel_wise: bool = True
     shortcut_norm: bool = True
     init_membrane: float = 0.5
@@ -70,6 +75,9 @@ def resolve_options(preset: str = "best", **overrides) -> ConvertOptions:
     if not (0.0 <= opts.init_membrane < 1.0):
         raise SnnccError(f"initial membrane must be in [0, 1) of threshold, got {opts.init_membrane}",
                          "e.g. --init-membrane 0.5")
+    if opts.percentile_of not in PERCENTILE_OF:
+        raise SnnccError(f"unknown percentile population {opts.percentile_of!r}",
+                         f"use one of {', '.join(PERCENTILE_OF)}")
     if opts.maxgate not in MAXGATE_RULES:
         raise SnnccError(f"unknown max-pool gate rule {opts.maxgate!r}", f"use one of {', '.join(MAXGATE_RULES)}")
     if opts.calibrate_bias < 0:
@@ -174,8 +182,8 @@ def _model_hash(model) -> str:
 
 def convert(model, calib, *, preset: str = "best", input_scale: float | None = None,
             mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-            percentile: float | None = None, channel_wise: bool | None = None,
-            shortcut_norm: bool | None = None, init_membrane: float | None = None,
+            percentile: float | None = None, percentile_of: str | None = None,
+            channel_wise: bool | None = None, shortcut_norm: bool | None = None, init_membrane: float | None = None,
             compensate: str | float | None = None, calibrate_bias: int | None = None,
             maxgate: str | None = None, calib_limit: int | None = None,
             batch_size: int | None = None, verify: bool = False, dump_ir: str | None = None,
@@ -193,7 +201,7 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
     log = log or (lambda s: None)
     t0 = time.time()
     opts = resolve_options(preset, input_scale=input_scale, mean=mean, std=std, percentile=percentile,
-                           channel_wise=channel_wise, shortcut_norm=shortcut_norm, init_membrane=init_membrane,
+                           percentile_of=percentile_of, channel_wise=channel_wise, shortcut_norm=shortcut_norm, init_membrane=init_membrane,
                            compensate=compensate, calibrate_bias=calibrate_bias, maxgate=maxgate, calib_limit=calib_limit,
                            batch_size=batch_size)
     graph = import_onnx(model)
@@ -216,7 +224,8 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
     cx = _data.to_channels_last(cx, hwc, graph.meta.get("input_layout", "NCHW"), "calibration data", log)
 
     zeta = opts.compensate if isinstance(opts.compensate, float) else None
-    ctx = PassContext(calib=cx, percentile=opts.percentile, channel_wise=opts.channel_wise,
+    ctx = PassContext(calib=cx, percentile=opts.percentile, percentile_of=opts.percentile_of,
+                      channel_wise=opts.channel_wise,
                       shortcut_norm=opts.shortcut_norm, init_membrane=opts.init_membrane, zeta=zeta,
                       batch_size=opts.batch_size, progress=progress, log=log)
     user_pre = dict(graph.meta["preprocess"])

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--mean", type=_floats, help="per-channel mean subtracted after scaling, e.g. 0.485,0.456,0.406")
     c.add_argument("--std", type=_floats, help="per-channel std divided by after the mean")
     c.add_argument("--percentile", type=float, help="activation percentile for lambda (99.9, 99.99; 100 = max)")
+    c.add_argument("--percentile-of", choices=["all", "positive"],
+                   help="take the percentile over all activations, or only the positive (nonzero) ones "
+                        "as in Rueckauer et al.'s reference code (fewer clipped values in sparse layers)")
     c.add_argument("--no-shortcut-norm", dest="shortcut_norm", action="store_const", const=False,
                    help="leave shortcut weights at 1 (the paper's Table 2 baseline)")
     c.add_argument("--compensate", help="none | auto | ZETA: propagation-error compensation (Eq. 12-14)")
@@ -135,7 +138,7 @@ def cmd_convert(a) -> int:
     log = (lambda s: None) if a.quiet else (lambda s: con.print(f"[dim]snncc:[/dim] {_esc(s)}", soft_wrap=True))
     t0 = time.time()
     net = api.convert(a.model, a.calib, preset=a.preset, input_scale=a.input_scale, mean=a.mean, std=a.std,
-                      percentile=a.percentile, channel_wise=a.channel_wise, shortcut_norm=a.shortcut_norm,
+                      percentile=a.percentile, percentile_of=a.percentile_of, channel_wise=a.channel_wise, shortcut_norm=a.shortcut_norm,
                       init_membrane=a.init_membrane, compensate=a.compensate,
                       calibrate_bias=a.calibrate_bias, maxgate=a.maxgate, calib_limit=a.calib_limit,
                       batch_size=a.batch_size, verify=a.verify, dump_ir=a.dump_ir, progress=_progress(a.quiet),
@@ -166,7 +169,7 @@ def _print_summary(con, net, out: str, seconds: float) -> None:
               f"{sum(int(np.prod(p.shape)) for p in neurons):,} neurons), "
               f"{g.nx.number_of_edges()} synapse edges", soft_wrap=True)
     con.print(f"  lambda {lo:.4g} .. {hi:.4g} ({'channel' if m.get('channel_wise') else 'layer'}-wise, "
-              f"p{m.get('percentile')}), shortcut norm {'on' if m.get('shortcut_norm', True) else 'off'}, "
+              f"p{m.get('percentile')}{' of positive' if m.get('percentile_of') == 'positive' else ''}), shortcut norm {'on' if m.get('shortcut_norm', True) else 'off'}, "
               f"zeta {float(zeta):.4g}, initial membrane {m.get('init_membrane', 0)}, {seconds:.1f} s",
               soft_wrap=True)
 

@@ -64,6 +64,7 @@ META_KEYS = {
     "output_name": "name of the ONNX output tensor (logits)",
     "activations": "profiling result: {node: {'layer': float, 'channel': list[float] | None, 'max': float}}",
     "percentile": "percentile used for lambda (e.g. 99.9, or 100 for max)",
+    "percentile_of": "which activations the percentile is taken over: 'all' or 'positive' (nonzero ReLU outputs)",
     "lambda": "{population: float | list[float]} normalisation factors actually applied",
     "channel_wise": "bool, whether lambda is per channel",
     "shortcut_norm": "bool, whether shortcut edges were scaled by lambda_in/lambda_out",

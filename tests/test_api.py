@@ -184,3 +184,21 @@ def test_maxgate_rule_follows_preset_and_option(tmp_path):
     assert rules(snncc.load(str(tmp_path / "m.snn"))) == {"leader"}
     with pytest.raises(SnnccError, match="max-pool gate rule"):
         snncc.convert(model, x, maxgate="median", **FAST)
+
+
+def test_percentile_of_positive_values(tmp_path, net):
+    """``percentile_of='positive'`` takes lambda over the nonzero ReLU outputs: never a smaller
+    lambda than over all activations, larger where a layer has zeros; recorded in the file."""
+    pos = snncc.convert(MODEL, CALIB, **PRE, **FAST, percentile_of="positive")
+    assert pos.graph.meta["percentile_of"] == "positive" and net.graph.meta["percentile_of"] == "all"
+    la, lp = net.graph.meta["lambda"], pos.graph.meta["lambda"]
+    larger = 0
+    for k in la:
+        a, p = np.asarray(la[k], float), np.asarray(lp[k], float)
+        assert np.all(p >= a - 1e-12 * np.abs(a)), k
+        larger += int(np.any(p > a))
+    assert larger >= 3
+    pos.save(str(tmp_path / "p.snn"))
+    assert snncc.load(str(tmp_path / "p.snn")).graph.meta["percentile_of"] == "positive"
+    with pytest.raises(SnnccError, match="percentile population"):
+        snncc.convert(MODEL, CALIB, **PRE, **FAST, percentile_of="nonzero")

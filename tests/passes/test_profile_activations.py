@@ -22,6 +22,22 @@ def test_streaming_percentile_is_numpy_exact(n, p):
     assert t.result()[0] == np.percentile(v, p)
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 1000, 4099])
+@pytest.mark.parametrize("p", [100, 99.9, 99.99, 50, 0.5])
+def test_streaming_percentile_of_positive_values(n, p):
+    rng = np.random.default_rng(n + 7)
+    v = np.maximum(rng.normal(size=(3, n)), 0) * (rng.random((3, n)) < 0.3)    # sparse ReLU-like rows
+    v[2] = 0.0                                                                   # a dead row
+    t = TopK(3, n, p, positive=True)
+    for i in range(0, n, 97):
+        t.update(v[:, i:i + 97])
+    assert t.buf.shape[1] <= topk_needed(n, p)
+    for r in range(2):
+        pos = v[r][v[r] > 0]
+        assert t.result()[r] == (np.percentile(pos, p) if pos.size else 0.0)
+    assert t.result()[2] == 0.0
+
+
 def test_topk_size():
     assert topk_needed(10 ** 6, 100) == 2
     n = 10 ** 6
@@ -52,6 +68,27 @@ def test_equals_np_percentile_over_stacked(make, cw):
             assert rec["channel"] == [float(v) for v in np.percentile(a.reshape(-1, p.channels), 99.0, axis=0)]
         else:
             assert rec["channel"] is None
+
+
+@pytest.mark.parametrize("cw", [False, True])
+def test_percentile_of_positive_values(cw):
+    g, x = _lowered(resnet)
+    g0 = profile_activations.run(g.copy(), ctx(x, channel_wise=cw, batch_size=5, percentile=99.0))
+    g1 = profile_activations.run(g, ctx(x, channel_wise=cw, batch_size=5, percentile=99.0, percentile_of="positive"))
+    assert g0.meta["percentile_of"] == "all" and g1.meta["percentile_of"] == "positive"
+    acts = run_analog(g, x, keep=True)
+    larger = 0
+    for p in g.populations():
+        if p.op == "input":
+            continue
+        a = np.asarray(acts[p.name], np.float64)
+        rec, rec0 = g1.meta["activations"][p.name], g0.meta["activations"][p.name]
+        assert rec["layer"] == np.percentile(a[a > 0], 99.0)
+        larger += rec["layer"] > rec0["layer"]
+        if cw and p.op != "output":
+            ch = a.reshape(-1, p.channels)
+            assert rec["channel"] == [float(np.percentile(c[c > 0], 99.0)) if (c > 0).any() else 0.0 for c in ch.T]
+    assert larger > 0          # ReLU layers with zeros: the positive-only percentile is higher
 
 
 def test_onnxruntime_path_matches_analog():
