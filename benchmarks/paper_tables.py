@@ -230,6 +230,8 @@ EVALS = [
     ("resnet20_paper-nocomp_eval_2000.json", "ResNet-20", "paper-nocomp"),
     ("resnet20_paper_eval_2000.json", "ResNet-20", "paper"),
     ("resnet32_paper_eval_2000.json", "ResNet-32", "paper"),
+    ("resnet20_paper-positive_eval_2000.json", "ResNet-20", "paper, `--percentile-of positive`"),
+    ("resnet32_paper-positive_eval_2000.json", "ResNet-32", "paper, `--percentile-of positive`"),
     ("resnet56_paper_eval_2000.json", "ResNet-56", "paper"),
 ]
 
@@ -264,6 +266,13 @@ def eval_section(results_dir):
             cells.append(f"{loss:.2f}" + (f" +- {100 * se:.2f}" if se is not None else ""))
         L.append(f"| {model} | {preset} | {d['images']} | {100 * d['ann_accuracy']:.2f} | " + " | ".join(cells)
                  + f" | `{fname}` |")
+    if any("positive" in r[0] for r in rows):
+        L.append("\n`--percentile-of positive` takes each lambda over the positive (nonzero) activations only, as "
+                 "Rueckauer et al.'s reference implementation of data-based normalisation does (the `paper` preset "
+                 "takes it over all activations, zeros included, so sparse layers get a smaller lambda). It was chosen "
+                 "on calibration data, not on these test images: on 1000 held-out calibration images (training "
+                 "images not used for profiling or the zeta search; `paper` preset ResNet-20, T=350) it lowered the "
+                 "loss from 1.9 to 1.1 points (paired difference +0.80 +- 0.45; +1.20 +- 0.56 at T=128).")
     return L
 
 

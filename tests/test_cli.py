@@ -150,11 +150,13 @@ def test_paper_preset_with_fixed_zeta(tmp_path, capsys):
 def test_options_recorded_in_meta_and_provenance(tmp_path, capsys):
     out = tmp_path / "o.snn"
     rc, so, se = cli(capsys, MODEL, "-o", out, "--calib", CALIB, *PRE, *FAST, "--layer-wise",
-                     "--init-membrane", "0.25", "--percentile", "99.99", "--no-shortcut-norm", "-q")
+                     "--init-membrane", "0.25", "--percentile", "99.99", "--no-shortcut-norm",
+                     "--percentile-of", "positive", "-q")
     assert rc == 0, se
     g = snncc.load(str(out)).graph
     m = g.meta
     assert m["channel_wise"] is False and m["init_membrane"] == 0.25 and m["percentile"] == 99.99
+    assert m["percentile_of"] == "positive" and m["provenance"]["options"]["percentile_of"] == "positive"
     assert m["shortcut_norm"] is False
     assert m["provenance"]["options"] == {**m["provenance"]["options"], "channel_wise": False,
                                           "init_membrane": 0.25, "percentile": 99.99, "shortcut_norm": False}
