@@ -27,10 +27,10 @@ from snncc.ir import Graph
 PRESETS: dict[str, dict[str, Any]] = {
     # exactly the paper: layer-wise 99.9th-percentile lambda, shortcut lambda (Eq. 6),
     # membranes start at 0, compensation factor searched on calibration data (Eq. 12-14)
-    "paper": dict(percentile=99.9, channel_wise=False, shortcut_norm=True, init_membrane=0.0,
+    "paper": dict(percentile=99.9, percentile_of="all", channel_wise=False, shortcut_norm=True, init_membrane=0.0,
                   compensate="auto", calibrate_bias=0, maxgate="leader"),
     # the most accurate post-training conversion snncc can show (docs/results.md)
-    "best": dict(percentile=99.9, channel_wise=True, shortcut_norm=True, init_membrane=0.5,
+    "best": dict(percentile=99.9, percentile_of="positive", channel_wise=True, shortcut_norm=True, init_membrane=0.5,
                  compensate="none", calibrate_bias=64, maxgate="max"),
 }
 
@@ -50,7 +50,7 @@ class ConvertOptions:
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
     percentile: float = 99.9
-    percentile_of: str = "all"
+    percentile_of: str = "positive"
     channel_wise: bool = True
     shortcut_norm: bool = True
     init_membrane: float = 0.5
