@@ -19,8 +19,8 @@ class PassContext:
     already layout-checked by the caller; the user preprocessing in
     ``graph.meta['preprocess']`` has *not* been applied to them.
     ``percentile``: p of Eq. 4-5 (100 = maximum), over all activations
-(``percentile_of='all'``) or the positive ones only (``'positive'``).  ``channel_wise``: one lambda per
-    channel instead of per layer.  ``shortcut_norm``: scale shortcut synapses by
+    (``percentile_of='all'``) or the positive ones only (``'positive'``).  ``channel_wise``:
+    one lambda per channel instead of per layer.  ``shortcut_norm``: scale shortcut synapses by
     lambda_in/lambda_out (Eq. 6); False keeps them at weight 1 (the paper's Table 2
     baseline).  ``init_membrane``: recorded in ``meta`` only (the runtime uses it).
     ``zeta``: compensation factor of Eq. 14 (None = no compensation).

@@ -101,12 +101,9 @@ class TopK:
             raise DataError(f"profiling saw {self.seen} values, expected {self.n}")
         s = np.sort(self.buf, axis=1)           # s[:, j] == sorted_full[n - k + j]
         base = self.n - s.shape[1]
-        if not self.positive:
-            lo, hi, gamma = percentile_index(self.n, self.p)
-            a, b = s[:, lo - base], s[:, hi - base]
-            return np.array([_lerp(np.float64(x), np.float64(y), gamma) for x, y in zip(a, b)])
+        counts = self.npos if self.positive else np.full(s.shape[0], self.n)
         out = np.zeros(s.shape[0])
-        for r, m in enumerate(self.npos):       # the positive values are the last m of the sorted stream
+        for r, m in enumerate(counts):          # the counted values are the last m of the sorted stream
             if m == 0:
                 continue                        # no positive value: a dead channel/layer, lambda 0
             lo, hi, gamma = percentile_index(int(m), self.p)
@@ -200,7 +197,7 @@ def run(graph: Graph, ctx) -> Graph:
         raise ModelError("cannot profile populations without an ONNX tensor on a normalised graph",
                          "profile before normalize")
     src = _OrtSource(graph, sorted({q.onnx_tensor for q in ort_pops})) if ort_pops else None
-    pos = getattr(ctx, "percentile_of", "all") == "positive"
+    pos = ctx.percentile_of == "positive"
     layer = {q.name: TopK(1, n_img * int(np.prod(q.shape)), p, pos) for q in pops}
     chw = {q.name: TopK(q.channels, n_img * int(np.prod(q.shape[:-1])), p, pos)
            for q in pops if ctx.channel_wise and q.op != "output"}
