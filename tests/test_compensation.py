@@ -108,6 +108,25 @@ def test_layer_errors_groups_by_depth():
     assert es == pytest.approx([np.mean(want[k]) for k in ds])
 
 
+@pytest.mark.parametrize("accs, patience, n_tried", [
+    ([.80, .84, .86, .85, .83, .82, .70, .60], 3, 6),    # peak at the 3rd, three below it: stop at the 6th
+    ([.80, .84, .86, .85, .86, .85, .83, .82], 3, 8),    # a tie with the best resets the count: all tried
+    ([.80, .84, .86, .85, .83, .82, .70, .60], None, 8),  # no patience: all tried
+    ([.80, .79, .78, .90, .50, .40, .30, .20], 3, 7),    # a late peak is still found
+    ([.80, .79, .78, .77, .90], 3, 4),                   # ...unless 3 in a row fall below the best first
+])
+def test_scan_stops_after_patience_candidates_below_the_best(accs, patience, n_tried):
+    zs = [1.0 + i / 100 for i in range(len(accs))]
+    called = []
+
+    def score(z):
+        called.append(z)
+        return {"zeta": z, "accuracy": accs[zs.index(z)]}
+    out = C.scan(zs, score, patience)
+    assert called == zs[:n_tried] and [s["zeta"] for s in out] == called
+    assert [s["accuracy"] for s in out] == accs[:n_tried]
+
+
 def test_search_zeta_on_digits_uses_calibration_data_only(calib, monkeypatch):
     from snncc.passes import apply_zeta
     from snncc.runtime import network as rn
@@ -134,7 +153,10 @@ def test_search_zeta_on_digits_uses_calibration_data_only(calib, monkeypatch):
     assert rec["depths"] == list(range(1, 8)) and len(rec["errors"]) == 7
     assert rec["tau_max"] > 1.0
     zs = [c["zeta"] for c in rec["candidates"]]
-    assert zs == C.candidates(fit["q"], rec["tau_max"])
+    assert zs + rec["untried"] == C.candidates(fit["q"], rec["tau_max"])
+    if rec["untried"]:   # stopped early: the last `patience` (3) tried all scored below the best
+        best = max(c["accuracy"] for c in rec["candidates"])
+        assert all(c["accuracy"] < best for c in rec["candidates"][-3:])
     assert rec["zeta"] in zs and 1.0 <= rec["zeta"] < rec["tau_max"]
     assert net.graph.meta["zeta"] == rec["zeta"]
     assert rec["criterion"] == "labels" and rec["images"] == 32 and rec["timesteps"] == 32
@@ -168,5 +190,6 @@ def test_search_zeta_without_labels_uses_ann_agreement(calib):
     net = _paper_net()
     rec = C.search_zeta(net, net.prepare(x), None, timesteps=16, images=16, steps=2, progress=False)
     assert rec["criterion"] == "ann_agreement"
-    assert [c["zeta"] for c in rec["candidates"]] == C.candidates(rec["fit"]["q"], rec["tau_max"], 2)
+    tried = [c["zeta"] for c in rec["candidates"]]
+    assert tried + rec["untried"] == C.candidates(rec["fit"]["q"], rec["tau_max"], 2)
     assert net.graph.meta["compensation"]["zeta"] == rec["zeta"] == net.graph.meta["zeta"]
