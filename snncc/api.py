@@ -14,7 +14,7 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -22,26 +22,7 @@ from snncc import data as _data
 from snncc import snnfile
 from snncc.errors import DataError, SnnccError
 from snncc.ir import Graph
-
-#: conversion presets; explicit arguments override them
-PRESETS: dict[str, dict[str, Any]] = {
-    # exactly the paper: layer-wise 99.9th-percentile lambda, shortcut lambda (Eq. 6),
-    # membranes start at 0, compensation factor searched on calibration data (Eq. 12-14)
-    "paper": dict(percentile=99.9, percentile_of="all", channel_wise=False, shortcut_norm=True, init_membrane=0.0,
-                  compensate="auto", calibrate_bias=0, maxgate="leader"),
-    # the most accurate post-training conversion snncc can show (docs/results.md)
-    "best": dict(percentile=99.9, percentile_of="positive", channel_wise=True, shortcut_norm=True, init_membrane=0.5,
-                 compensate="none", calibrate_bias=64, maxgate="max"),
-}
-
-
-#: spiking max pooling rules (docs/runtime.md): ``leader`` -- the paper's gate, pass the spikes of the
-#: input with the highest count so far; ``max`` -- the output's count follows the window's highest count
-MAXGATE_RULES = ("leader", "max")
-
-#: which activations lambda's percentile is taken over: ``all`` of them, or only the ``positive`` ones
-#: (the nonzero ReLU outputs, as in Rueckauer et al.'s reference implementation)
-PERCENTILE_OF = ("all", "positive")
+from snncc.presets import MAXGATE_RULES, PERCENTILE_OF, PRESETS  # noqa: F401 (re-exported)
 
 
 @dataclass

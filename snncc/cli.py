@@ -12,6 +12,7 @@ import sys
 import numpy as np
 
 from snncc.errors import SnnccError
+from snncc.presets import MAXGATE_RULES, PERCENTILE_OF, PRESETS
 
 SUBCOMMANDS = ("convert", "inspect", "eval")
 
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--mean", type=_floats, help="per-channel mean subtracted after scaling, e.g. 0.485,0.456,0.406")
     c.add_argument("--std", type=_floats, help="per-channel std divided by after the mean")
     c.add_argument("--percentile", type=float, help="activation percentile for lambda (99.9, 99.99; 100 = max)")
-    c.add_argument("--percentile-of", choices=["all", "positive"],
+    c.add_argument("--percentile-of", choices=PERCENTILE_OF,
                    help="take the percentile over all activations, or only the positive (nonzero) ones "
                         "as in Rueckauer et al.'s reference code (fewer clipped values in sparse layers)")
     c.add_argument("--no-shortcut-norm", dest="shortcut_norm", action="store_const", const=False,
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--compensate", help="none | auto | ZETA: propagation-error compensation (Eq. 12-14)")
     c.add_argument("--calibrate-bias", type=int, metavar="T",
                    help="post-training bias calibration at T steps on calibration images (0 = off)")
-    c.add_argument("--preset", default="best", choices=["paper", "best"],
+    c.add_argument("--preset", default="best", choices=list(PRESETS),
                    help="paper: exactly Hu et al.; best (default): channel-wise lambda, half-threshold start")
     cw = c.add_mutually_exclusive_group()
     cw.add_argument("--channel-wise", dest="channel_wise", action="store_const", const=True,
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     cw.add_argument("--layer-wise", dest="channel_wise", action="store_const", const=False,
                     help="one lambda per layer, as in the paper")
     c.add_argument("--init-membrane", type=float, help="initial membrane potential as a fraction of threshold")
-    c.add_argument("--maxgate", choices=["leader", "max"],
+    c.add_argument("--maxgate", choices=MAXGATE_RULES,
                    help="spiking max pooling: leader = the paper's gate (spikes of the input that fired most so far), "
                         "max = the output's spike count follows the window's highest count (best preset)")
     c.add_argument("--batch-size", type=_positive_int, help="images per profiling batch (default 64)")
