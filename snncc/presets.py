@@ -9,9 +9,10 @@ from typing import Any
 
 #: conversion presets; explicit arguments override them
 PRESETS: dict[str, dict[str, Any]] = {
-    # exactly the paper: layer-wise 99.9th-percentile lambda, shortcut lambda (Eq. 6),
+    # exactly the paper: layer-wise 99.9th-percentile lambda (of the positive activations, as in the
+    # reference code of the data-based normalisation it cites), shortcut lambda (Eq. 6),
     # membranes start at 0, compensation factor searched on calibration data (Eq. 12-14)
-    "paper": dict(percentile=99.9, percentile_of="all", channel_wise=False, shortcut_norm=True, init_membrane=0.0,
+    "paper": dict(percentile=99.9, percentile_of="positive", channel_wise=False, shortcut_norm=True, init_membrane=0.0,
                   compensate="auto", calibrate_bias=0, maxgate="leader"),
     # the most accurate post-training conversion snncc can show (docs/results.md)
     "best": dict(percentile=99.9, percentile_of="positive", channel_wise=True, shortcut_norm=True, init_membrane=0.5,

@@ -187,14 +187,14 @@ def test_maxgate_rule_follows_preset_and_option(tmp_path):
 
 
 def test_percentile_of_positive_values(tmp_path, net):
-    """``percentile_of='positive'`` (the best preset's default, the paper preset uses ``all``) takes lambda
+    """``percentile_of='positive'`` (both presets' default) takes lambda
     over the nonzero ReLU outputs: never a smaller lambda than over all activations, larger where a
     layer has zeros; recorded in the file."""
     pos = net
     alls = snncc.convert(MODEL, CALIB, **PRE, **FAST, percentile_of="all")
     assert pos.graph.meta["percentile_of"] == "positive" and alls.graph.meta["percentile_of"] == "all"
     paper = snncc.convert(MODEL, CALIB, **PRE, **FAST, preset="paper", compensate="none")
-    assert paper.graph.meta["percentile_of"] == "all"
+    assert paper.graph.meta["percentile_of"] == "positive"
     la, lp = alls.graph.meta["lambda"], pos.graph.meta["lambda"]
     larger = 0
     for k in la:
