@@ -242,6 +242,7 @@ EVALS = [
     ("resnet20_paper-nocomp_eval_2000.json", "ResNet-20", "paper-nocomp, `--percentile-of all` (before)"),
     ("resnet20_paper_eval_2000.json", "ResNet-20", "paper, `--percentile-of all` (before)"),
     ("resnet32_paper_eval_2000.json", "ResNet-32", "paper, `--percentile-of all` (before)"),
+    ("resnet56_paper_eval_2000.json", "ResNet-56", "paper, `--percentile-of all` (before)"),
 ]
 
 
