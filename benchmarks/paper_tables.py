@@ -234,6 +234,7 @@ def write_markdown(results, a, n):
 #: saved `snncc eval --json` runs on more test images (benchmarks/results/), in report order
 EVALS = [
     ("resnet20_best-positive_eval_10000.json", "ResNet-20", "**best (default)**"),
+    ("resnet56_best-positive_eval_2000.json", "ResNet-56", "**best (default)**"),
     ("resnet20_best_eval_10000.json", "ResNet-20", "best, `--percentile-of all` (the default before)"),
     ("resnet20_best_eval_1000.json", "ResNet-20", "best, `--percentile-of all` (the default before)"),
     ("resnet20_paper-positive_eval_2000.json", "ResNet-20", "**paper**"),
