@@ -123,7 +123,10 @@ def search_zeta(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: int = 25
     cands = candidates(fit["q"], tau_max, steps, step)
     log(f"compensation: E = {fit['p']:.3g} * {fit['q']:.4f}^l (adj. R^2 {fit['adj_r2']:.3f}), "
         f"tau_max {tau_max:.3f}; zeta candidates {cands}")
+    from tqdm.auto import tqdm
+
     from snncc.runtime.network import Network
+    pb = tqdm(total=len(cands), desc="zeta search", unit="zeta", leave=False, disable=not progress)
 
     def score(z):
         trial = g.copy()
@@ -133,15 +136,11 @@ def search_zeta(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: int = 25
         r = base if z == 1.0 else Network(trial).run(xs, timesteps, progress=False, early_exit=True)
         acc = float(np.mean(r.predictions[:, -1] == target))
         err = float(np.mean(layer_errors(trial, r)[1] or [0.0]))
+        pb.update(1)
         return {"zeta": z, "accuracy": acc, "mean_error": err}
 
-    from tqdm.auto import tqdm
-    with tqdm(total=len(cands), desc="zeta search", unit="zeta", leave=False, disable=not progress) as pb:
-        def scored(z):
-            s = score(z)
-            pb.update(1)
-            return s
-        scores = scan(cands, scored, patience)
+    with pb:
+        scores = scan(cands, score, patience)
     best = max(scores, key=lambda s: (s["accuracy"], -s["zeta"]))
     apply_zeta(g, best["zeta"])
     net._net = None
