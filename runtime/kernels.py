@@ -2,11 +2,11 @@
 
 One compiled driver, :func:`run_steps`, simulates a batch of images for a range
 of time steps.  It is a single parallel region: ``prange`` over the images, each
-thread owning whole images and running, for each of its images, every step and
-every population in topological order.  One image's working set per population
-stays in the core's cache between the scatters into a population and its update,
-and there is one parallel launch per batch (per step only when a caller wants
-per-step results).
+thread owning whole images and running, for each of its images, the steps in time
+blocks: every population in topological order, each for every step of the block (the
+same simulation as step by step; a population's working set stays in the core's cache
+for the block).  There is one parallel launch per batch (per step only when a caller
+wants per-step results).
 
 The network is a *program* of typed arrays (built once by
 :class:`snncc.runtime.network.Network`), never Python objects:
@@ -24,23 +24,26 @@ The network is a *program* of typed arrays (built once by
 Per-image state, every population's block at its offset (channels-last
 flattened: neuron ``i = (h*W + w)*C + c``):
 
-* ``V``      (B, NV) float32  membranes of the ``neuron`` populations
+* ``V``      (B, NV) float32  membranes of the ``neuron`` populations (the scatters add into them)
 * ``Vout``   (B, K)  float64  output accumulator
-* ``I``      (B, NI) float32  input-current buffer of the running step
+* ``I``      (B, NI) float32  the output's current of the running step
 * ``I0``     (B, N0) float32  constant analog current from the input layer
-* ``idx``    (B, NS) int32    indices of the neurons that fired this step
+* ``idx``    (B, NS) int32    indices of the neurons that fired at the last simulated step
 * ``cnt``    (B, P)  int32    how many entries of a population's ``idx`` are valid
-* ``counts`` (B, NS) int32    spikes so far per neuron (max gate, rates)
+* ``counts`` (B, NS) int32    spikes so far per neuron (rates)
+* ``gcounts`` (B, NG) int32   each max gate's copy of its source's counts (its arg-max)
 * ``tot``    (B, P)  int64    spikes so far per population
 * ``sops``   (B, P)  int64    synaptic operations (weight additions) into it
 * ``active`` (B,)    uint8    0 once an image has exited early
 
 Neuron equations (threshold 1, reset by subtraction), neuron ``i`` of channel ``c``::
 
-    I_i  = I0_i + sum over spiking in-edges of their weights selected by this step's spikes
-    V_i <- V_i + (I_i + b_c)
+    V_i <- V_i + w            for each weight w selected by this step's spikes of the in-edges
+    V_i <- V_i + (I0_i + b_c)
     s_i  = [V_i >= 1]
     V_i <- V_i - s_i
+
+(``V <- V + (I + b)`` with ``I = I0 + the step's synaptic current``, summed in another order.)
 
 Output ``V_k <- V_k + (I_k + b_k)`` (float64, no spike, no reset); prediction
 ``argmax_k V_k``.  See ``docs/runtime.md``.
@@ -70,49 +73,78 @@ E_COLS = 4 + 13
 # per-image pieces (inlined into the driver)
 # ----------------------------------------------------------------------------------
 @njit(cache=True)
+def _tap(a, s):
+    """Output index ``a / s`` reached by a kernel tap, or -1 where ``s`` does not divide ``a``
+    (strides 1 and 2 without an integer division)."""
+    if s == 1:
+        return a
+    if s == 2:
+        return -1 if a & 1 else a >> 1
+    return -1 if a % s != 0 else a // s
+
+
+@njit(cache=True)
+def _first_tap(a, s, d):
+    """The first kernel index ``i >= 0`` with ``(a - i*d) % s == 0`` when ``d == 1``
+    (``a % s``; the taps are then ``i, i + s, ...``), else 0 (every tap is tested)."""
+    if s == 1 or d != 1:
+        return 0
+    if s == 2:
+        return a & 1
+    return a % s
+
+
+@njit(cache=True)
 def _scatter_conv(sidx, k, In, W, coord, KH, KW, Cg, Cout, groups, OH, OW, sh, sw, pt, pl, dh, dw):
     """Event-driven convolution: ``I += conv(s)`` for the ``k`` fired neurons ``sidx[:k]``.
 
     ``W`` is the flattened ``(KH, KW, Cg, Cout)`` weight.  A spike of source neuron
     ``(h, w, ci)`` (group ``g = ci // Cg``) adds ``W[kh, kw, ci % Cg, group's Cout slice]``
     into ``I[oh, ow, same channels]`` for every output position whose window covers it:
-    ``oh*sh - pt + kh*dh = h`` and ``ow*sw - pl + kw*dw = w``.  Returns the SOPs.
+    ``oh*sh - pt + kh*dh = h`` and ``ow*sw - pl + kw*dw = w``.  Without dilation only the
+    taps ``kh = (h + pt) % sh + m*sh`` can cover it, and only those are visited (no
+    unpredictable parity branch per tap).  Returns the SOPs.
     """
     og = Cout // groups
+    sti = sh if dh == 1 else 1
+    stj = sw if dw == 1 else 1
     ops = 0
-    for q in range(k):
+    q = 0
+    while q < k:
         s = sidx[q]
         h = coord[3 * s]
         w = coord[3 * s + 1]
         ci = coord[3 * s + 2]
-        g = ci // Cg
-        cil = ci - g * Cg
+        g = ci // Cg if groups != 1 else 0
         co0 = g * og
-        for i in range(KH):
+        # the run q..q1 of spikes at this position (and group) shares every target block
+        q1 = q + 1
+        while q1 < k and coord[3 * sidx[q1] + 1] == w and coord[3 * sidx[q1]] == h and \
+                (groups == 1 or coord[3 * sidx[q1] + 2] // Cg == g):
+            q1 += 1
+        for i in range(_first_tap(h + pt, sh, dh), KH, sti):
             a = h + pt - i * dh
             if a < 0:
                 break
-            if a % sh != 0:
+            oh = _tap(a, sh)
+            if oh < 0 or oh >= OH:
                 continue
-            oh = a // sh
-            if oh >= OH:
-                continue
-            for j in range(KW):
+            for j in range(_first_tap(w + pl, sw, dw), KW, stj):
                 b = w + pl - j * dw
                 if b < 0:
                     break
-                if b % sw != 0:
+                ow = _tap(b, sw)
+                if ow < 0 or ow >= OW:
                     continue
-                ow = b // sw
-                if ow >= OW:
-                    continue
-                wo = ((i * KW + j) * Cg + cil) * Cout + co0
                 io = (oh * OW + ow) * Cout + co0
                 dst = In[io:io + og]          # slices: the inner loop vectorises
-                src = W[wo:wo + og]
-                for c in range(og):
-                    dst[c] += src[c]
-                ops += og
+                for r in range(q, q1):
+                    wo = ((i * KW + j) * Cg + coord[3 * sidx[r] + 2] - g * Cg) * Cout + co0
+                    src = W[wo:wo + og]
+                    for c in range(og):
+                        dst[c] += src[c]
+                ops += og * (q1 - q)
+        q = q1
     return ops
 
 
@@ -124,14 +156,21 @@ def _scatter_conv_w1(sidx, k, In, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, p
     ``(h, w, ci)`` and one kernel row ``kh`` the covered output positions
     ``ow = w + pl - kw`` are consecutive, so the targets ``I[oh, ow_lo:ow_hi+1, :]`` form
     one contiguous block and, with the reversed ``kw`` axis, so do the weights: one vector
-    add of ``(#kw) * Cout`` floats per kernel row.  Same additions per target, same order.
+    add of ``(#kw) * Cout`` floats per kernel row.  Spikes of one position ``(h, w)``
+    (adjacent in the sorted ``sidx``) share their target blocks: up to four weight rows are
+    summed in registers and added in one pass (``I += (w1 + w2) + (w3 + w4)``), fewer loads
+    and stores of ``I`` and no store-to-load chain between them.  The SOPs are unchanged (one
+    weight addition per spike and target).
     """
     ops = 0
-    for q in range(k):
+    q = 0
+    while q < k:
         s = sidx[q]
         h = coord[3 * s]
         w = coord[3 * s + 1]
-        ci = coord[3 * s + 2]
+        q1 = q + 1             # the run q..q1 of spikes at this position shares every target block
+        while q1 < k and coord[3 * sidx[q1] + 1] == w and coord[3 * sidx[q1]] == h:
+            q1 += 1
         b = w + pl
         jlo = b - OW + 1
         if jlo < 0:
@@ -139,30 +178,42 @@ def _scatter_conv_w1(sidx, k, In, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, p
         jhi = b
         if jhi > KW - 1:
             jhi = KW - 1
-        if jhi < jlo:
-            continue
-        L = (jhi - jlo + 1) * Cout
-        ow0 = b - jhi
-        wb = KW - 1 - jhi
-        for i in range(KH):
-            a = h + pt - i * dh
-            if a < 0:
-                break
-            if sh == 1:
-                oh = a
-            else:
-                if a % sh != 0:
+        if jhi >= jlo:
+            L = (jhi - jlo + 1) * Cout
+            ow0 = b - jhi
+            wb = KW - 1 - jhi
+            for i in range(KH):
+                a = h + pt - i * dh
+                if a < 0:
+                    break
+                oh = _tap(a, sh)
+                if oh < 0 or oh >= OH:
                     continue
-                oh = a // sh
-            if oh >= OH:
-                continue
-            t0 = (oh * OW + ow0) * Cout
-            w0 = ((i * Cs + ci) * KW + wb) * Cout
-            dst = In[t0:t0 + L]
-            src = Wr[w0:w0 + L]
-            for c in range(L):
-                dst[c] += src[c]
-            ops += L
+                t0 = (oh * OW + ow0) * Cout
+                dst = In[t0:t0 + L]
+                wr = (i * Cs * KW + wb) * Cout
+                st = KW * Cout
+                r = q
+                while r + 4 <= q1:     # four weight rows summed in registers, one pass over dst
+                    s1 = Wr[wr + coord[3 * sidx[r] + 2] * st:]
+                    s2 = Wr[wr + coord[3 * sidx[r + 1] + 2] * st:]
+                    s3 = Wr[wr + coord[3 * sidx[r + 2] + 2] * st:]
+                    s4 = Wr[wr + coord[3 * sidx[r + 3] + 2] * st:]
+                    for c in range(L):
+                        dst[c] += (s1[c] + s2[c]) + (s3[c] + s4[c])
+                    r += 4
+                if r + 2 <= q1:
+                    s1 = Wr[wr + coord[3 * sidx[r] + 2] * st:]
+                    s2 = Wr[wr + coord[3 * sidx[r + 1] + 2] * st:]
+                    for c in range(L):
+                        dst[c] += s1[c] + s2[c]
+                    r += 2
+                if r < q1:
+                    s1 = Wr[wr + coord[3 * sidx[r] + 2] * st:]
+                    for c in range(L):
+                        dst[c] += s1[c]
+                ops += L * (q1 - q)
+        q = q1
     return ops
 
 
@@ -193,32 +244,39 @@ def _scatter_csr(sidx, k, In, indptr, indices, data):
 
 
 @njit(cache=True)
-def _if_update(Vn, In, I0n, has_i0, bias, C, mask, idx, cn):
+def _if_update(Vn, I0n, has_i0, bias, C, mask, idx, cn):
     """IF update of one population of one image; returns the number of spikes.
 
-    ``V <- V + (I + b)``, ``s = [V >= 1]``, ``V <- V - s``; the fired indices go in
-    increasing order to ``idx[:k]``, ``counts += s``; ``I`` is reset to ``I0`` (or 0).
-    Two passes: a vectorised update writing a spike mask, then a branch-free compaction
-    (a fused loop is ~5x slower: the data-dependent index store blocks vectorisation).
+    The step's synaptic events were added into ``V`` directly by the scatters; here
+    ``V <- V + (I0 + b)`` (``I0`` the constant analog current, where there is one),
+    ``s = [V >= 1]``, ``V <- V - s``; the fired indices go in increasing order to
+    ``idx[:k]``, ``counts += s``.  Two passes: a vectorised update writing a spike mask,
+    then a branch-free compaction (a fused loop is ~5x slower: the data-dependent index
+    store blocks vectorisation).
     """
     S = Vn.shape[0]
     P = S // C
-    for p in range(P):
-        o = p * C
-        vr = Vn[o:o + C]
-        ir = In[o:o + C]
-        mr = mask[o:o + C]
-        for c in range(C):
-            v = vr[c] + (ir[c] + bias[c])
-            f = v >= ONE
-            vr[c] = v - np.float32(f)
-            mr[c] = np.uint8(f)
     if has_i0:
-        for j in range(S):
-            In[j] = I0n[j]
+        for p in range(P):
+            o = p * C
+            vr = Vn[o:o + C]
+            zr = I0n[o:o + C]
+            mr = mask[o:o + C]
+            for c in range(C):
+                v = vr[c] + (zr[c] + bias[c])
+                f = v >= ONE
+                vr[c] = v - np.float32(f)
+                mr[c] = np.uint8(f)
     else:
-        for j in range(S):
-            In[j] = ZERO
+        for p in range(P):
+            o = p * C
+            vr = Vn[o:o + C]
+            mr = mask[o:o + C]
+            for c in range(C):
+                v = vr[c] + bias[c]
+                f = v >= ONE
+                vr[c] = v - np.float32(f)
+                mr[c] = np.uint8(f)
     k = 0
     for i in range(S):
         idx[k] = i
@@ -267,19 +325,15 @@ def _maxgate(sidx, k, scounts, Hs, Ws, C, OH, OW, KH, KW, sh, sw, pt, pl, rule_m
             a = h + pt - i
             if a < 0:
                 break
-            if a % sh != 0:
-                continue
-            oh = a // sh
-            if oh >= OH:
+            oh = _tap(a, sh)
+            if oh < 0 or oh >= OH:
                 continue
             for j in range(KW):
                 b = w + pl - j
                 if b < 0:
                     break
-                if b % sw != 0:
-                    continue
-                ow = b // sw
-                if ow >= OW:
+                ow = _tap(b, sw)
+                if ow < 0 or ow >= OW:
                     continue
                 best = -1
                 bh = -1
@@ -348,82 +402,107 @@ def _certified(vo, rem, lo, pair, i0, ab):
 # ----------------------------------------------------------------------------------
 @njit(cache=True, parallel=True)
 def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias,
-              V, Vout, I, I0, idx, cnt, counts, tot, sops, active, pred, steps_run, final,
-              early_exit, lo, pair, i0out, ab, maxsize):
+              V, Vout, I, I0, idx, cnt, counts, gcounts, tot, sops, active, pred, steps_run, final,
+              early_exit, lo, pair, i0out, ab, maxsize, block):
     """Simulate steps ``t0 .. t1-1`` (0-based, of ``T``) of every image of the batch.
 
-    Per image and step: for every population in order, the scatters of its in-edges (the
-    sources, earlier in the order, have already fired this step), then its update.  After
-    the step ``pred[n, t] = argmax Vout[n]``.  With ``early_exit``, an image whose final
-    answer is certified (:func:`_certified`: ``lo``/``ab`` per image and class, ``pair`` per class
-    pair, ``i0out`` the images' constant currents into the output)
-    stops: ``active[n] = 0``, ``final[n]``, ``steps_run[n] = t + 1``, and its later
-    predictions repeat ``final[n]``.
+    Per image, the steps go in blocks of ``block`` (1 with ``early_exit``): for every
+    population in order, for every step of the block, the scatters of its in-edges (the
+    sources, earlier in the order, have already fired at that step: their spike lists of the
+    whole block are kept), then its update.  This is the step-major order rearranged, not
+    approximated -- a population at step t depends only on earlier populations at step t and
+    on its own past -- and a population's weights, membranes and sources' spike lists stay in
+    the core's cache for a whole block.  A max gate keeps its own copy of its source's spike
+    counts (``gcounts``), advanced step by step, since the source's ``counts`` run ahead.
+    When the output population is updated at step t, ``pred[n, t] = argmax Vout[n]``.  After a
+    block, ``idx``/``cnt`` hold each population's spikes of the block's last step.  With
+    ``early_exit``, an image whose final answer is certified (:func:`_certified`:
+    ``lo``/``ab`` per image and class, ``pair`` per class pair, ``i0out`` the images'
+    constant currents into the output) stops: ``active[n] = 0``, ``final[n]``,
+    ``steps_run[n] = t + 1``, and its later predictions repeat ``final[n]``.
     """
     B = active.shape[0]
     P = pops.shape[0]
+    TB = 1 if early_exit else max(1, block)
+    NS = idx.shape[1]
     for n in prange(B):
         mask = np.empty(maxsize, np.uint8)
-        for t in range(t0, t1):
+        sbuf = np.empty(NS * TB, np.int32)    # spike lists: population p, step u at s_off*TB + u*size
+        kb = np.zeros((P, TB), np.int64)      # their lengths
+        for b0 in range(t0, t1, TB):
+            nb = min(TB, t1 - b0)
             if active[n] == 0:
-                pred[n, t] = final[n]
+                for t in range(b0, b0 + nb):
+                    pred[n, t] = final[n]
                 continue
             for p in range(P):
                 op = pops[p, P_OP]
                 size = pops[p, P_SIZE]
-                ib = pops[p, P_I]
-                In = I[n, ib:ib + size]
-                for e in range(pops[p, P_E0], pops[p, P_E1]):
-                    kind = edges[e, E_KIND]
-                    sp = edges[e, E_SRC]
-                    so = pops[sp, P_S]
-                    k = cnt[n, sp]
-                    sidx = idx[n, so:so + k]
-                    g = edges[e, E_G:]
-                    o0 = edges[e, E_OFF0]
-                    o1 = edges[e, E_OFF1]
-                    if kind == E_CONV_W1:
-                        sops[n, p] += _scatter_conv_w1(sidx, k, In, wts[o0:], coords[o1:], g[0], g[1], g[2], g[3],
-                                                       g[4], g[5], g[6], g[7], g[8], g[9])
-                    elif kind == E_CONV:
-                        sops[n, p] += _scatter_conv(sidx, k, In, wts[o0:], coords[o1:], g[0], g[1], g[2], g[3],
-                                                    g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12])
-                    elif kind == E_DENSE:
-                        sops[n, p] += _scatter_dense(sidx, k, In, wts[o0:], g[0])
-                    elif kind == E_CSR:
-                        sops[n, p] += _scatter_csr(sidx, k, In, indptr[o0:], indices, data)
-                    else:   # E_GATE: the population is a max gate of source sp
-                        ob = pops[p, P_S]
-                        m = _maxgate(sidx, k, counts[n, so:so + pops[sp, P_SIZE]], g[0], g[1], g[2], g[3], g[4],
-                                     g[5], g[6], g[7], g[8], g[9], g[10], g[11] != 0, idx[n, ob:ob + size],
-                                     counts[n, ob:ob + size])
-                        cnt[n, p] = m
-                        tot[n, p] += m
-                if op == OP_NEURON:
+                sb = pops[p, P_S]
+                if op == OP_NEURON:       # events go straight into the membranes
                     vb = pops[p, P_V]
-                    sb = pops[p, P_S]
-                    zb = pops[p, P_I0]
-                    bb = pops[p, P_B]
-                    C = pops[p, P_C]
-                    i0 = I0[n, zb:zb + size] if zb >= 0 else I0[n, 0:0]
-                    k = _if_update(V[n, vb:vb + size], In, i0, zb >= 0, bias[bb:bb + C], C, mask,
-                                   idx[n, sb:sb + size], counts[n, sb:sb + size])
+                    In = V[n, vb:vb + size]
+                else:                     # output accumulator (float64): a float32 current buffer
+                    ib = pops[p, P_I]
+                    In = I[n, ib:ib + size]
+                zb = pops[p, P_I0]
+                bb = pops[p, P_B]
+                C = pops[p, P_C]
+                i0 = I0[n, zb:zb + size] if zb >= 0 else I0[n, 0:0]
+                for u in range(nb):
+                    for e in range(pops[p, P_E0], pops[p, P_E1]):
+                        kind = edges[e, E_KIND]
+                        sp = edges[e, E_SRC]
+                        k = kb[sp, u]
+                        s0 = pops[sp, P_S] * TB + u * pops[sp, P_SIZE]
+                        sidx = sbuf[s0:s0 + k]
+                        g = edges[e, E_G:]
+                        o0 = edges[e, E_OFF0]
+                        o1 = edges[e, E_OFF1]
+                        if kind == E_CONV_W1:
+                            sops[n, p] += _scatter_conv_w1(sidx, k, In, wts[o0:], coords[o1:], g[0], g[1], g[2],
+                                                           g[3], g[4], g[5], g[6], g[7], g[8], g[9])
+                        elif kind == E_CONV:
+                            sops[n, p] += _scatter_conv(sidx, k, In, wts[o0:], coords[o1:], g[0], g[1], g[2], g[3],
+                                                        g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12])
+                        elif kind == E_DENSE:
+                            sops[n, p] += _scatter_dense(sidx, k, In, wts[o0:], g[0])
+                        elif kind == E_CSR:
+                            sops[n, p] += _scatter_csr(sidx, k, In, indptr[o0:], indices, data)
+                        else:   # E_GATE: the population is a max gate of source sp; o0 = its gcounts
+                            gc = gcounts[n, o0:o0 + pops[sp, P_SIZE]]
+                            for j in range(k):
+                                gc[sidx[j]] += 1
+                            d0 = sb * TB + u * size
+                            m = _maxgate(sidx, k, gc, g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8],
+                                         g[9], g[10], g[11] != 0, sbuf[d0:d0 + size], counts[n, sb:sb + size])
+                            kb[p, u] = m
+                            tot[n, p] += m
+                    if op == OP_NEURON:
+                        d0 = sb * TB + u * size
+                        k = _if_update(In, i0, zb >= 0, bias[bb:bb + C], C, mask, sbuf[d0:d0 + size],
+                                       counts[n, sb:sb + size])
+                        kb[p, u] = k
+                        tot[n, p] += k
+                    elif op == OP_OUTPUT:
+                        _output_update(Vout[n], In, i0, zb >= 0, bias[bb:bb + C], C)
+                        vo = Vout[n]
+                        best = 0
+                        for c in range(1, vo.shape[0]):
+                            if vo[c] > vo[best]:
+                                best = c
+                        pred[n, b0 + u] = best
+            for p in range(P):            # the block's last spike lists, for callers
+                if pops[p, P_OP] != OP_OUTPUT:
+                    k = kb[p, nb - 1]
+                    s0 = pops[p, P_S] * TB + (nb - 1) * pops[p, P_SIZE]
+                    d = pops[p, P_S]
+                    for j in range(k):
+                        idx[n, d + j] = sbuf[s0 + j]
                     cnt[n, p] = k
-                    tot[n, p] += k
-                elif op == OP_OUTPUT:
-                    zb = pops[p, P_I0]
-                    bb = pops[p, P_B]
-                    C = pops[p, P_C]
-                    i0 = I0[n, zb:zb + size] if zb >= 0 else I0[n, 0:0]
-                    _output_update(Vout[n], In, i0, zb >= 0, bias[bb:bb + C], C)
-            vo = Vout[n]
-            best = 0
-            for c in range(1, vo.shape[0]):
-                if vo[c] > vo[best]:
-                    best = c
-            pred[n, t] = best
+            t = b0 + nb - 1
             if early_exit and t + 1 < T:
-                top = _certified(vo, np.float64(T - (t + 1)), lo[n], pair, i0out[n], ab[n])
+                top = _certified(Vout[n], np.float64(T - (t + 1)), lo[n], pair, i0out[n], ab[n])
                 if top >= 0:
                     final[n] = top
                     steps_run[n] = t + 1

@@ -30,6 +30,9 @@ from snncc.runtime import kernels as K
 _SERIAL_BELOW = 200_000
 #: pairwise early-exit bounds are computed exactly when sources x classes^2 is at most this
 _PAIR_BUDGET = 50_000_000
+#: time steps per block: each population runs this many steps before the next one does
+#: (the same simulation, reordered for cache locality; see kernels.run_steps)
+BLOCK = 16
 
 
 def _t2(v):
@@ -168,7 +171,7 @@ class _Program:
         self._nind = 0
         self._b: list[np.ndarray] = []
         self._nb = 0
-        self.NV = self.NI = self.N0 = self.NS = 0
+        self.NV = self.NI = self.N0 = self.NS = self.NG = 0
         self.maxsize = 1
 
     def weights(self, w: np.ndarray) -> int:
@@ -291,6 +294,8 @@ class Network:
         self.output_name = out.name
         self.n_classes = int(np.prod(out.shape))
         self.init_membrane = float(graph.meta.get("init_membrane") or 0.0)
+        # steps simulated per population before moving on (see kernels.run_steps); 1 = step-major
+        self.block = BLOCK
         self.pops: list[_Pop] = []
         prog = self._prog = _Program()
         index = {}
@@ -319,7 +324,8 @@ class Network:
                     rule = node.attrs.get("rule", "leader")
                     if rule not in ("leader", "max"):
                         raise IRError(f"maxgate {node.name!r} has unknown rule {rule!r}")
-                    prog.edge(K.E_GATE, index[src], 0, 0, (src_shape[0], src_shape[1], src_shape[2], shape[0],
+                    gate_off, prog.NG = prog.NG, prog.NG + int(np.prod(src_shape))   # its gcounts
+                    prog.edge(K.E_GATE, index[src], gate_off, 0, (src_shape[0], src_shape[1], src_shape[2], shape[0],
                                                            shape[1], kh, kw, sh, sw, pt, pl, int(rule == "max")))
                     continue
                 if d["kind"] is EdgeKind.DATA or d["syn"] is None:
@@ -331,7 +337,7 @@ class Network:
             op = {"neuron": K.OP_NEURON, "output": K.OP_OUTPUT, "maxgate": K.OP_MAXGATE}[node.op]
             if node.op == "neuron":
                 pop.v_off, prog.NV = prog.NV, prog.NV + size
-            if node.op != "maxgate":
+            if node.op == "output":     # neurons take their events into V directly
                 pop.i_off, prog.NI = prog.NI, prog.NI + size
             if node.op != "output":
                 pop.s_off, prog.NS = prog.NS, prog.NS + size
@@ -462,7 +468,8 @@ class Network:
                 continue
             cur = np.asarray(synapses.apply(p.input_syn, xb).reshape(b, -1), dtype=np.float32)
             I0[:, p.i0_off:p.i0_off + p.size] = cur
-            I[:, p.i_off:p.i_off + p.size] = cur
+            if p.op == "output":
+                I[:, p.i_off:p.i_off + p.size] = cur
             macs += int(synapses.SYNAPSES[p.input_syn.op].fan_in(p.input_syn, self.input_shape)) * p.size
             if p.op == "output":
                 i0_out = cur.astype(np.float64)
@@ -470,6 +477,7 @@ class Network:
         Vout = np.zeros((b, self.n_classes), dtype=np.float64)
         idx = np.zeros((b, pr.NS), dtype=np.int32)
         counts = np.zeros((b, pr.NS), dtype=np.int32)
+        gcounts = np.zeros((b, max(pr.NG, 1)), dtype=np.int32)
         cnt = np.zeros((b, n_pops), dtype=np.int32)
         tot = np.zeros((b, n_pops), dtype=np.int64)
         sops = np.zeros((b, n_pops), dtype=np.int64)
@@ -485,8 +493,8 @@ class Network:
 
         def steps(t0, t1):
             K.run_steps(t0, t1, T, pr.pops, pr.edges, pr.wts, pr.coord, pr.indptr, pr.indices, pr.data,
-                        pr.bias_all, V, Vout, I, I0, idx, cnt, counts, tot, sops, active, pred, steps_run, final,
-                        bool(early_exit), lo, self._pair, i0o, ab, pr.maxsize)
+                        pr.bias_all, V, Vout, I, I0, idx, cnt, counts, gcounts, tot, sops, active, pred, steps_run,
+                        final, bool(early_exit), lo, self._pair, i0o, ab, pr.maxsize, self.block)
 
         spiking = [p for p in self.pops if p.op in ("neuron", "maxgate")]
         trains = {p.name: np.zeros((b, T, p.size), np.uint8) for p in spiking} if trace else {}

@@ -24,6 +24,21 @@ def _check_identical(g, x, T, **kw):
     assert np.array_equal(res.potentials, ref["potentials"][:, -1].reshape(n, -1))
     for name, v in ref["membrane"].items():
         assert res.prop_error[name] == pytest.approx(float(np.mean(v.astype(np.float64) / T)), rel=1e-6, abs=1e-9)
+    # the untraced run goes in time blocks (populations run several steps each, in order):
+    # the same simulation, whatever the block length, partial last block included
+    for block in (1, 5, 64):
+        net = Network(g)
+        net.block = block
+        kw2 = {k: v for k, v in kw.items() if k != "early_exit"}
+        run = net.run(x, T, progress=False, record=list(ref["counts"]), **kw2)
+        assert np.array_equal(run.predictions, ref["predictions"]), f"block {block}"
+        assert np.array_equal(run.potentials, ref["potentials"][:, -1].reshape(n, -1))
+        for name, c in ref["counts"].items():
+            assert np.array_equal(run.spikes[name], c.reshape(n, -1).sum(1)), f"block {block}: {name}"
+            np.testing.assert_allclose(run.rates[name] * T, c.reshape(n, -1), rtol=1e-12, err_msg=name)
+        for name, v in ref["membrane"].items():
+            assert run.prop_error[name] == pytest.approx(float(np.mean(v.astype(np.float64) / T)), rel=1e-6,
+                                                         abs=1e-9)
     return ref, res
 
 
