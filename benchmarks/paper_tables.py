@@ -330,9 +330,14 @@ def _why_not_10x(d):
             f"per image) than the dense network does multiply-adds ({de['dense_ops_per_image'] / 1e9:.1f} G), and "
             f"SpikingJelly runs those dense multiply-adds through PyTorch's vectorised convolutions. Being 10x faster "
             f"than it ({sj['ms_per_image']:.0f} ms) means {need:.0f} GSOP/s, {need / threads:.0f} per core, "
-            f"{need / threads / ev['gsops_per_thread']:.1f}x what this runtime reaches: each SOP is a load-add-store of "
-            "a membrane current that lives in L2 cache (a layer's currents do not fit in L1), where a dense "
-            "convolution keeps its accumulators in registers. The certified early exit rarely fires before the last steps (mean "
+            f"{need / threads / ev['gsops_per_thread']:.1f}x what this runtime reaches. A cycle-counter profile of "
+            "the runtime on this ResNet-20 puts 86% of the time in the scatters, at 0.3-0.7 cycles (of the 2.6 GHz "
+            "time-stamp counter) per SOP depending on the layer, and 14% in the neuron updates; keeping a "
+            "population's state in cache over blocks of 16 steps gained only ~5%, so it is the work itself: every SOP "
+            "is a load-add-store of a target membrane (a scatter has no accumulators to keep in registers, as a "
+            "dense convolution does), and with 16-64 channels a spike's contiguous vectors are short (48-192 floats "
+            "per kernel row) next to its index arithmetic. The certified early exit rarely fires before the last "
+            "steps (mean "
             f"{(d.get('event_driven_early_exit') or {}).get('mean_steps', float('nan')):.0f} of "
             f"{d['settings']['T']}) because the classifier sees all 4096 neurons of the last layer.")
 
