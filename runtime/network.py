@@ -33,6 +33,9 @@ _PAIR_BUDGET = 50_000_000
 #: time steps per block: each population runs this many steps before the next one does
 #: (the same simulation, reordered for cache locality; see kernels.run_steps)
 BLOCK = 16
+#: at most this many bytes of per-image spike-list scratch (a block holds every population's
+#: spike lists of all its steps): big networks get shorter blocks
+_SCRATCH_BYTES = 64 << 20
 
 
 def _t2(v):
@@ -491,10 +494,12 @@ class Network:
         lo += i0o
         ab += np.abs(i0o)
 
+        block = max(1, min(int(self.block), _SCRATCH_BYTES // (4 * max(pr.NS, 1))))
+
         def steps(t0, t1):
             K.run_steps(t0, t1, T, pr.pops, pr.edges, pr.wts, pr.coord, pr.indptr, pr.indices, pr.data,
                         pr.bias_all, V, Vout, I, I0, idx, cnt, counts, gcounts, tot, sops, active, pred, steps_run,
-                        final, bool(early_exit), lo, self._pair, i0o, ab, pr.maxsize, self.block)
+                        final, bool(early_exit), lo, self._pair, i0o, ab, pr.maxsize, block)
 
         spiking = [p for p in self.pops if p.op in ("neuron", "maxgate")]
         trains = {p.name: np.zeros((b, T, p.size), np.uint8) for p in spiking} if trace else {}
