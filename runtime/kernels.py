@@ -30,7 +30,7 @@ flattened: neuron ``i = (h*W + w)*C + c``):
 * ``I0``     (B, N0) float32  constant analog current from the input layer
 * ``idx``    (B, NS) int32    indices of the neurons that fired at the last simulated step
 * ``cnt``    (B, P)  int32    how many entries of a population's ``idx`` are valid
-* ``counts`` (B, NS) int32    spikes so far per neuron (rates)
+* ``counts`` (B, NS) int32    spikes so far per neuron (recorded rates; a max gate's own, always)
 * ``gcounts`` (B, NG) int32   each max gate's copy of its source's counts (its arg-max)
 * ``tot``    (B, P)  int64    spikes so far per population
 * ``sops``   (B, P)  int64    synaptic operations (weight additions) into it
@@ -244,13 +244,13 @@ def _scatter_csr(sidx, k, In, indptr, indices, data):
 
 
 @njit(cache=True)
-def _if_update(Vn, I0n, has_i0, bias, C, mask, idx, cn):
+def _if_update(Vn, I0n, has_i0, bias, C, mask, idx, cn, count):
     """IF update of one population of one image; returns the number of spikes.
 
     The step's synaptic events were added into ``V`` directly by the scatters; here
     ``V <- V + (I0 + b)`` (``I0`` the constant analog current, where there is one),
     ``s = [V >= 1]``, ``V <- V - s``; the fired indices go in increasing order to
-    ``idx[:k]``, ``counts += s``.  Two passes: a vectorised update writing a spike mask,
+    ``idx[:k]``, ``counts += s`` (only with ``count``: recorded rates).  Two passes: a vectorised update writing a spike mask,
     then a branch-free compaction (a fused loop is ~5x slower: the data-dependent index
     store blocks vectorisation).
     """
@@ -281,8 +281,9 @@ def _if_update(Vn, I0n, has_i0, bias, C, mask, idx, cn):
     for i in range(S):
         idx[k] = i
         k += np.int64(mask[i])
-    for j in range(k):
-        cn[idx[j]] += 1
+    if count:
+        for j in range(k):
+            cn[idx[j]] += 1
     return k
 
 
@@ -403,7 +404,7 @@ def _certified(vo, rem, lo, pair, i0, ab):
 @njit(cache=True, parallel=True)
 def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias,
               V, Vout, I, I0, idx, cnt, counts, gcounts, tot, sops, active, pred, steps_run, final,
-              early_exit, lo, pair, i0out, ab, maxsize, block):
+              early_exit, lo, pair, i0out, ab, maxsize, block, count):
     """Simulate steps ``t0 .. t1-1`` (0-based, of ``T``) of every image of the batch.
 
     Per image, the steps go in blocks of ``block`` (1 with ``early_exit``): for every
@@ -413,7 +414,8 @@ def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias,
     approximated -- a population at step t depends only on earlier populations at step t and
     on its own past -- and a population's weights, membranes and sources' spike lists stay in
     the core's cache for a whole block.  A max gate keeps its own copy of its source's spike
-    counts (``gcounts``), advanced step by step, since the source's ``counts`` run ahead.
+    counts (``gcounts``), advanced step by step, since the source's ``counts`` run ahead; a
+    neuron population keeps its own ``counts`` only where ``count[p]`` (its rates are recorded).
     When the output population is updated at step t, ``pred[n, t] = argmax Vout[n]``.  After a
     block, ``idx``/``cnt`` hold each population's spikes of the block's last step.  With
     ``early_exit``, an image whose final answer is certified (:func:`_certified`:
@@ -481,7 +483,7 @@ def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias,
                     if op == OP_NEURON:
                         d0 = sb * TB + u * size
                         k = _if_update(In, i0, zb >= 0, bias[bb:bb + C], C, mask, sbuf[d0:d0 + size],
-                                       counts[n, sb:sb + size])
+                                       counts[n, sb:sb + size], count[p] != 0)
                         kb[p, u] = k
                         tot[n, p] += k
                     elif op == OP_OUTPUT:

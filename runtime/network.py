@@ -495,11 +495,13 @@ class Network:
         ab += np.abs(i0o)
 
         block = max(1, min(int(self.block), _SCRATCH_BYTES // (4 * max(pr.NS, 1))))
+        # per-neuron spike counts only where rates are returned (totals come from `tot`)
+        count = np.array([p.name in record for p in self.pops], dtype=np.uint8)
 
         def steps(t0, t1):
             K.run_steps(t0, t1, T, pr.pops, pr.edges, pr.wts, pr.coord, pr.indptr, pr.indices, pr.data,
                         pr.bias_all, V, Vout, I, I0, idx, cnt, counts, gcounts, tot, sops, active, pred, steps_run,
-                        final, bool(early_exit), lo, self._pair, i0o, ab, pr.maxsize, block)
+                        final, bool(early_exit), lo, self._pair, i0o, ab, pr.maxsize, block, count)
 
         spiking = [p for p in self.pops if p.op in ("neuron", "maxgate")]
         trains = {p.name: np.zeros((b, T, p.size), np.uint8) for p in spiking} if trace else {}
