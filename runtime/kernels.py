@@ -250,33 +250,22 @@ def _if_update(Vn, I0n, has_i0, bias, C, mask, idx, cn, count):
     The step's synaptic events were added into ``V`` directly by the scatters; here
     ``V <- V + (I0 + b)`` (``I0`` the constant analog current, where there is one),
     ``s = [V >= 1]``, ``V <- V - s``; the fired indices go in increasing order to
-    ``idx[:k]``, ``counts += s`` (only with ``count``: recorded rates).  Two passes: a vectorised update writing a spike mask,
-    then a branch-free compaction (a fused loop is ~5x slower: the data-dependent index
-    store blocks vectorisation).
+    ``idx[:k]``, and ``counts += s`` where ``count`` (recorded rates).  Two passes: a
+    vectorised update writing a spike mask, then a branch-free compaction (a fused loop is
+    ~5x slower: the data-dependent index store blocks vectorisation).
     """
     S = Vn.shape[0]
     P = S // C
-    if has_i0:
-        for p in range(P):
-            o = p * C
-            vr = Vn[o:o + C]
-            zr = I0n[o:o + C]
-            mr = mask[o:o + C]
-            for c in range(C):
-                v = vr[c] + (zr[c] + bias[c])
-                f = v >= ONE
-                vr[c] = v - np.float32(f)
-                mr[c] = np.uint8(f)
-    else:
-        for p in range(P):
-            o = p * C
-            vr = Vn[o:o + C]
-            mr = mask[o:o + C]
-            for c in range(C):
-                v = vr[c] + bias[c]
-                f = v >= ONE
-                vr[c] = v - np.float32(f)
-                mr[c] = np.uint8(f)
+    for p in range(P):
+        o = p * C
+        vr = Vn[o:o + C]
+        zr = I0n[o:o + C]             # empty without I0 (then never read)
+        mr = mask[o:o + C]
+        for c in range(C):            # has_i0 is loop-invariant: LLVM unswitches the loop
+            v = vr[c] + ((zr[c] + bias[c]) if has_i0 else bias[c])
+            f = v >= ONE
+            vr[c] = v - np.float32(f)
+            mr[c] = np.uint8(f)
     k = 0
     for i in range(S):
         idx[k] = i
