@@ -233,3 +233,20 @@ def test_maxgate_rule_max_identical_and_follows_window_max(seed):
     win = src.reshape(len(x), 24, 4, 2, 4, 2, 4).max(axis=(3, 5))
     gate = np.cumsum(res.trains["m1"].reshape(len(x), 24, 4, 4, 4), axis=1)
     assert np.array_equal(gate, win)
+
+
+def test_scratch_cap_shortens_blocks(monkeypatch):
+    """A network whose block of spike lists would exceed the scratch budget runs in shorter
+    blocks (here 2 steps), with the same result."""
+    import snncc.runtime.network as rn
+    g, x = random_resnet(0)
+    ref = simulate_reference(g, x, 12)
+    net = Network(g)
+    monkeypatch.setattr(rn, "_SCRATCH_BYTES", 4 * net._prog.NS * 2)
+    seen = []
+    real = rn.K.run_steps
+    monkeypatch.setattr(rn.K, "run_steps", lambda *a: (seen.append(a[-2]), real(*a))[1])
+    run = net.run(x, 12, progress=False)
+    assert seen and set(seen) == {2}
+    assert np.array_equal(run.predictions, ref["predictions"])
+    assert np.array_equal(run.potentials, ref["potentials"][:, -1].reshape(x.shape[0], -1))
