@@ -256,6 +256,19 @@ EVALS = [
 ]
 
 
+def _loss_at(d, t):
+    """(loss, paired SE) in points at step ``t`` of a saved ``snncc eval --json`` run, or (None, None)."""
+    k = str(t)
+    if d is None or k not in d["accuracy_at"] or "ann_accuracy" not in d:
+        return None, None
+    se = (d.get("loss_standard_error_at") or {}).get(k)
+    return 100 * (d["ann_accuracy"] - d["accuracy_at"][k]), (None if se is None else 100 * se)
+
+
+def _fmt_loss(loss, se):
+    return f"{loss:.2f}" + (f" +- {se:.2f}" if se is not None else "")
+
+
 def eval_section(results_dir):
     """Conversion loss on more test images, from saved `snncc eval --json` runs (those present)."""
     rows = []
@@ -277,13 +290,8 @@ def eval_section(results_dir):
     for fname, model, preset, d in rows:
         cells = []
         for t in pts:
-            k = str(t)
-            if k not in d["accuracy_at"]:
-                cells.append("-")
-                continue
-            se = (d.get("loss_standard_error_at") or {}).get(k)
-            loss = 100 * (d["ann_accuracy"] - d["accuracy_at"][k])
-            cells.append(f"{loss:.2f}" + (f" +- {100 * se:.2f}" if se is not None else ""))
+            loss, se = _loss_at(d, t)
+            cells.append("-" if loss is None else _fmt_loss(loss, se))
         L.append(f"| {model} | {preset} | {d['images']} | {100 * d['ann_accuracy']:.2f} | " + " | ".join(cells)
                  + f" | `{fname}` |")
     if any("positive" in r[0] for r in rows):
@@ -315,10 +323,8 @@ def _r56_latency_text(path=os.path.join(ROOT, "benchmarks", "results", "resnet56
         return "run it longer to see the loss fall."
     with open(path) as f:
         d = json.load(f)
-    se = d.get("loss_standard_error_at") or {}
     pts = [t for t in ("128", "256", "512", str(d["timesteps"])) if t in d["accuracy_at"]]
-    cells = ", ".join(f"{100 * (d['ann_accuracy'] - d['accuracy_at'][t]):.2f}"
-                      + (f" +- {100 * se[t]:.2f}" if t in se else "") + f" at T={t}" for t in pts)
+    cells = ", ".join(_fmt_loss(*_loss_at(d, t)) + f" at T={t}" for t in pts)
     return (f"the same `.snn` on {d['images']} test images (`--limit {d['images']} -T {d['timesteps']}`, "
             f"`{os.path.basename(path)}`) loses {cells} points, so the gap at T=350 is the time the spikes need "
             "to cross the depth, not a systematic error of the conversion.")
@@ -374,29 +380,22 @@ def targets_section(results_dir):
         with open(path) as f:
             return json.load(f)
 
-    def loss(d, t):
-        k = str(t)
-        if d is None or k not in d["accuracy_at"] or "ann_accuracy" not in d:
-            return None, None
-        se = (d.get("loss_standard_error_at") or {}).get(k)
-        return 100 * (d["ann_accuracy"] - d["accuracy_at"][k]), (None if se is None else 100 * se)
-
     rows = []
     for preset, model, t, bound, fnames in LOSS_TARGETS:
         d = next((d for d in map(load, fnames.split()) if d is not None), None)
-        v, se = loss(d, t)
+        v, se = _loss_at(d, t)
         if v is None:
             continue
         if v <= bound:
             verdict = "met"
         else:
             verdict = "not met (within one standard error)" if se and v - se <= bound else "**not met**"
-        rows.append(f"| `{preset}` {model}, loss at T={t} | <= {bound} | {v:.2f} +- {se:.2f} ({d['images']} images) "
+        rows.append(f"| `{preset}` {model}, loss at T={t} | <= {bound} | {_fmt_loss(v, se)} ({d['images']} images) "
                     f"| {verdict} |")
     paper20, best20 = load("resnet20_paper-positive_eval_10000.json"), load("resnet20_best-positive_eval_10000.json")
     for name, ref in SPIKINGJELLY_LOSS.items():
         ours = paper20 if name.startswith("layer") else best20
-        pts = [(t, sj, loss(ours, t)[0]) for t, sj in ref.items() if loss(ours, t)[0] is not None]
+        pts = [(t, sj, _loss_at(ours, t)[0]) for t, sj in ref.items() if _loss_at(ours, t)[0] is not None]
         if pts:
             cells = ", ".join(f"{v:.2f} vs {sj:g} at T={t}" for t, sj, v in pts)
             ok = all(v <= sj + 0.2 for t, sj, v in pts)
