@@ -27,19 +27,25 @@ from snncc.presets import MAXGATE_RULES, PERCENTILE_OF, PRESETS  # noqa: F401 (r
 
 @dataclass
 class ConvertOptions:
+    """Every conversion option, resolved (:func:`resolve_options`): a preset's values, then the overrides.
+
+    The fields without a default are the ones each preset in ``PRESETS`` sets.
+    """
+    percentile: float
+    percentile_of: str
+    channel_wise: bool
+    shortcut_norm: bool
+    init_membrane: float
+    compensate: str | float
+    calibrate_bias: int
+    maxgate: str
+    preset: str
     input_scale: float = 1.0
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
-    percentile: float = 99.9
-    percentile_of: str = "positive"
-    channel_wise: bool = True
-    shortcut_norm: bool = True
-    init_membrane: float = 0.5
-    compensate: str | float = "none"
-    calibrate_bias: int = 64
-    maxgate: str = "max"
-    preset: str = "best"
     calib_limit: int | None = None
+    zeta_timesteps: int = 256      # --compensate auto: steps each zeta is simulated for
+    zeta_images: int = 256         # --compensate auto: calibration images each zeta is scored on
     batch_size: int = 64
     extra: dict = field(default_factory=dict)
 
@@ -64,6 +70,10 @@ def resolve_options(preset: str = "best", **overrides) -> ConvertOptions:
     if opts.calibrate_bias < 0:
         raise SnnccError(f"--calibrate-bias takes a number of time steps >= 0, got {opts.calibrate_bias}",
                          "e.g. --calibrate-bias 64, or 0 to disable")
+    for name, v in (("zeta-timesteps", opts.zeta_timesteps), ("zeta-images", opts.zeta_images)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+            raise SnnccError(f"--{name} takes a positive integer, got {v!r}",
+                             f"e.g. --{name} {350 if name == 'zeta-timesteps' else 512}")
     if opts.input_scale <= 0 or not np.isfinite(opts.input_scale):
         raise SnnccError(f"input scale must be a positive number, got {opts.input_scale}", "e.g. --input-scale 0.0039")
     try:  # a scalar, a list or an array: a list of floats
@@ -167,6 +177,7 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
             channel_wise: bool | None = None, shortcut_norm: bool | None = None, init_membrane: float | None = None,
             compensate: str | float | None = None, calibrate_bias: int | None = None,
             maxgate: str | None = None, calib_limit: int | None = None,
+            zeta_timesteps: int | None = None, zeta_images: int | None = None,
             batch_size: int | None = None, verify: bool = False, dump_ir: str | None = None,
             progress: bool = True, log: Callable[[str], None] | None = None) -> SpikingNetwork:
     """Convert an ONNX model (path, bytes or ``onnx.ModelProto``) into a :class:`SpikingNetwork`.
@@ -184,7 +195,7 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
     opts = resolve_options(preset, input_scale=input_scale, mean=mean, std=std, percentile=percentile,
                            percentile_of=percentile_of, channel_wise=channel_wise, shortcut_norm=shortcut_norm, init_membrane=init_membrane,
                            compensate=compensate, calibrate_bias=calibrate_bias, maxgate=maxgate, calib_limit=calib_limit,
-                           batch_size=batch_size)
+                           zeta_timesteps=zeta_timesteps, zeta_images=zeta_images, batch_size=batch_size)
     graph = import_onnx(model)
     ops_before = sum(1 for _ in graph.nodes())
     hwc = tuple(graph.input.shape)
@@ -222,7 +233,7 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
         _calibrate(net, cx, timesteps=int(opts.calibrate_bias), log=log, progress=progress)
     if opts.compensate == "auto":
         from snncc.compensation import search_zeta
-        search_zeta(net, cx, cy, log=log, progress=progress)
+        search_zeta(net, cx, cy, timesteps=opts.zeta_timesteps, images=opts.zeta_images, log=log, progress=progress)
     graph.meta["provenance"] = {
         "source_sha256": _model_hash(model) if not isinstance(model, (str, os.PathLike))
         or os.path.exists(model) else None,

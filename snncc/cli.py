@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-shortcut-norm", dest="shortcut_norm", action="store_const", const=False,
                    help="leave shortcut weights at 1 (the paper's Table 2 baseline)")
     c.add_argument("--compensate", help="none | auto | ZETA: propagation-error compensation (Eq. 12-14)")
+    c.add_argument("--zeta-timesteps", type=_positive_int, metavar="T",
+                   help="--compensate auto simulates each zeta for T steps: the T you will run the network for "
+                        "(default 256)")
+    c.add_argument("--zeta-images", type=_positive_int, metavar="N",
+                   help="--compensate auto scores each zeta on N calibration images (default 256)")
     c.add_argument("--calibrate-bias", type=int, metavar="T",
                    help="post-training bias calibration at T steps on calibration images (0 = off)")
     c.add_argument("--preset", default="best", choices=list(PRESETS),
@@ -142,6 +147,7 @@ def cmd_convert(a) -> int:
                       percentile=a.percentile, percentile_of=a.percentile_of, channel_wise=a.channel_wise, shortcut_norm=a.shortcut_norm,
                       init_membrane=a.init_membrane, compensate=a.compensate,
                       calibrate_bias=a.calibrate_bias, maxgate=a.maxgate, calib_limit=a.calib_limit,
+                      zeta_timesteps=a.zeta_timesteps, zeta_images=a.zeta_images,
                       batch_size=a.batch_size, verify=a.verify, dump_ir=a.dump_ir, progress=_progress(a.quiet),
                       log=log)
     net.save(a.output)

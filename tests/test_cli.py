@@ -147,6 +147,18 @@ def test_paper_preset_with_fixed_zeta(tmp_path, capsys):
             np.testing.assert_array_equal(p.params["bias"], g1.node(p.name).params["bias"])
 
 
+def test_zeta_search_options(tmp_path, capsys):
+    """--zeta-timesteps/--zeta-images set the search's simulation length and calibration subset."""
+    out = tmp_path / "z.snn"
+    rc, so, se = cli(capsys, MODEL, "-o", out, "--calib", CALIB, *PRE, "--calib-limit", "100", "--preset", "paper",
+                     "--compensate", "auto", "--zeta-timesteps", "24", "--zeta-images", "20", "-q")
+    assert rc == 0, se
+    m = snncc.load(str(out)).graph.meta
+    assert m["compensation"]["timesteps"] == 24 and m["compensation"]["images"] == 20
+    assert m["provenance"]["options"]["zeta_timesteps"] == 24 and m["provenance"]["options"]["zeta_images"] == 20
+    assert m["zeta"] == m["compensation"]["zeta"]
+
+
 def test_options_recorded_in_meta_and_provenance(tmp_path, capsys):
     out = tmp_path / "o.snn"
     rc, so, se = cli(capsys, MODEL, "-o", out, "--calib", CALIB, *PRE, *FAST, "--layer-wise",
@@ -367,6 +379,8 @@ BAD_CASES = {
     "init membrane 1": (CONVERT(MODEL, CALIB, "--init-membrane", "1"), ["initial membrane", "[0, 1)"]),
     "input scale 0": (CONVERT(MODEL, CALIB, "--input-scale", "0"), ["input scale", "positive"]),
     "calib-limit 0": (CONVERT(MODEL, CALIB, "--calib-limit", "0"), ["--calib-limit", "positive"]),
+    "zeta-timesteps 0": (CONVERT(MODEL, CALIB, "--zeta-timesteps", "0"), ["--zeta-timesteps", "positive"]),
+    "zeta-images x": (CONVERT(MODEL, CALIB, "--zeta-images", "x"), ["--zeta-images", "x"]),
     "calibrate-bias -1": (CONVERT(MODEL, CALIB, "--calibrate-bias", "-1"), ["--calibrate-bias", ">= 0"]),
     "no -o": ([MODEL, "--calib", CALIB], ["-o/--output"]),
     # inspect / eval on corrupt files
