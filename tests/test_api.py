@@ -206,3 +206,21 @@ def test_percentile_of_positive_values(tmp_path, net):
     assert snncc.load(str(tmp_path / "p.snn")).graph.meta["percentile_of"] == "positive"
     with pytest.raises(SnnccError, match="percentile population"):
         snncc.convert(MODEL, CALIB, **PRE, **FAST, percentile_of="nonzero")
+
+
+@pytest.mark.parametrize("preset", sorted(snncc.api.PRESETS))
+def test_resolve_options_takes_every_preset_value_and_overrides(preset):
+    from dataclasses import MISSING, fields
+
+    from snncc.api import PRESETS, resolve_options
+    # the fields without a default are exactly the ones every preset sets
+    required = {f.name for f in fields(snncc.api.ConvertOptions)
+                if f.default is MISSING and f.default_factory is MISSING} - {"preset"}
+    assert required == set(PRESETS[preset])
+    o = resolve_options(preset)
+    assert {k: getattr(o, k) for k in PRESETS[preset]} == PRESETS[preset]
+    assert o.preset == preset and o.zeta_timesteps == 256 and o.zeta_images == 256
+    o2 = resolve_options(preset, percentile=99.99, zeta_timesteps=350, zeta_images=None)
+    assert o2.percentile == 99.99 and o2.zeta_timesteps == 350 and o2.zeta_images == 256
+    with pytest.raises(SnnccError, match="zeta-images"):
+        resolve_options(preset, zeta_images=0)
