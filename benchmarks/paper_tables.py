@@ -404,7 +404,7 @@ def targets_section(results_dir):
     paper20, best20 = load("resnet20_paper-positive_eval_10000.json"), load("resnet20_best-positive_eval_10000.json")
     for name, ref in SPIKINGJELLY_LOSS.items():
         ours = paper20 if name.startswith("layer") else best20
-        pts = [(t, sj, _loss_at(ours, t)[0]) for t, sj in ref.items() if _loss_at(ours, t)[0] is not None]
+        pts = [(t, sj, v) for t, sj in ref.items() if (v := _loss_at(ours, t)[0]) is not None]
         if pts:
             cells = ", ".join(f"{v:.2f} vs {sj:g} at T={t}" for t, sj, v in pts)
             ok = all(v <= sj + 0.2 for t, sj, v in pts)

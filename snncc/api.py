@@ -22,7 +22,7 @@ from snncc import data as _data
 from snncc import snnfile
 from snncc.errors import DataError, SnnccError
 from snncc.ir import Graph
-from snncc.presets import MAXGATE_RULES, PERCENTILE_OF, PRESETS  # noqa: F401 (re-exported)
+from snncc.presets import MAXGATE_RULES, PERCENTILE_OF, PRESETS, ZETA_IMAGES, ZETA_TIMESTEPS  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -44,8 +44,8 @@ class ConvertOptions:
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
     calib_limit: int | None = None
-    zeta_timesteps: int = 256      # --compensate auto: steps each zeta is simulated for
-    zeta_images: int = 256         # --compensate auto: calibration images each zeta is scored on
+    zeta_timesteps: int = ZETA_TIMESTEPS   # --compensate auto: steps each zeta is simulated for
+    zeta_images: int = ZETA_IMAGES         # --compensate auto: calibration images each zeta is scored on
     batch_size: int = 64
     extra: dict = field(default_factory=dict)
 

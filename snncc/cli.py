@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from snncc.errors import SnnccError
-from snncc.presets import MAXGATE_RULES, PERCENTILE_OF, PRESETS
+from snncc.presets import MAXGATE_RULES, PERCENTILE_OF, PRESETS, ZETA_IMAGES, ZETA_TIMESTEPS
 
 SUBCOMMANDS = ("convert", "inspect", "eval")
 
@@ -62,9 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--compensate", help="none | auto | ZETA: propagation-error compensation (Eq. 12-14)")
     c.add_argument("--zeta-timesteps", type=_positive_int, metavar="T",
                    help="--compensate auto simulates each zeta for T steps: the T you will run the network for "
-                        "(default 256)")
+                        f"(default {ZETA_TIMESTEPS})")
     c.add_argument("--zeta-images", type=_positive_int, metavar="N",
-                   help="--compensate auto scores each zeta on N calibration images (default 256)")
+                   help=f"--compensate auto scores each zeta on N calibration images (default {ZETA_IMAGES})")
     c.add_argument("--calibrate-bias", type=int, metavar="T",
                    help="post-training bias calibration at T steps on calibration images (0 = off)")
     c.add_argument("--preset", default="best", choices=list(PRESETS),

@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 from snncc.analog import run_analog
+from snncc.presets import ZETA_IMAGES, ZETA_TIMESTEPS
 
 
 def depth_of(graph) -> dict[str, int]:
@@ -99,8 +100,8 @@ def scan(cands: list[float], score: Callable[[float], dict], patience: int | Non
     return scores
 
 
-def search_zeta(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: int = 256, images: int = 256,
-                steps: int = 6, step: float = 0.01, patience: int | None = 3,
+def search_zeta(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: int = ZETA_TIMESTEPS,
+                images: int = ZETA_IMAGES, steps: int = 6, step: float = 0.01, patience: int | None = 3,
                 log: Callable[[str], None] | None = None, progress: bool = True) -> dict:
     """Choose ``zeta`` on calibration images ``x`` (channels-last raw) and apply it to ``net``."""
     from snncc.data import subset

@@ -20,6 +20,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+#: the compensation search's defaults (``--zeta-timesteps``, ``--zeta-images``): each zeta candidate is
+#: simulated for this many steps on this many calibration images
+ZETA_TIMESTEPS = 256
+ZETA_IMAGES = 256
+
 #: spiking max pooling rules (docs/runtime.md): ``leader`` -- the paper's gate, pass the spikes of the
 #: input with the highest count so far; ``max`` -- the output's count follows the window's highest count
 MAXGATE_RULES = ("leader", "max")
