@@ -134,7 +134,8 @@ def _add_terms(node: Node, a: Term, b: Term) -> Term:
     if len(a.shape) == 1:
         return Term(a.src, a.src_shape, a.shape, Synapse("dense", {}, {"weight": _matrix(a) + _matrix(b)}))
     _err(node, f"two different linear maps of {a.src!r} are summed",
-         "the IR allows one synapse per population pair; merge the branches in the model")
+         "the IR allows one synapse per population pair: use two convs per residual block, as ResNets do, "
+         "or add the identity into the conv's centre tap before exporting")
 
 
 class _Lowerer:

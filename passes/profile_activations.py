@@ -147,7 +147,15 @@ class _OrtSource:
         self.names = names
         so = ort.SessionOptions()
         so.log_severity_level = 3
-        self.sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        try:
+            self.sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types (e.g. an opset it does not know)
+            import re
+
+            from snncc.frontend.loader import TESTED_OPSETS, one_line
+            why = re.sub(r"/onnxruntime_src/\S+ [^)]*\)\s*", "", one_line(e, 1000))   # drop ORT's source location
+            raise ModelError(f"onnxruntime cannot run the model to profile its activations ({why[:200]})",
+                             f"re-export the model at an opset this onnxruntime supports ({TESTED_OPSETS})") from None
         self.dtype = onnx.helper.tensor_dtype_to_np_dtype(in_type)
         self.layout = graph.meta.get("input_layout", "NCHW")
         shp = graph.meta.get("onnx_input_shape")

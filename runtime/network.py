@@ -42,6 +42,10 @@ def _t2(v):
     return tuple(int(i) for i in v)
 
 
+#: the longest simulation ``run`` accepts (predictions are kept per image and step: 8 MB per image here)
+MAX_TIMESTEPS = 1_000_000
+
+
 # ----------------------------------------------------------------------------------
 # result
 # ----------------------------------------------------------------------------------
@@ -418,6 +422,9 @@ class Network:
         T = int(timesteps)
         if T <= 0:
             raise DataError(f"timesteps must be a positive integer, got {timesteps!r}", "e.g. -T 256")
+        if T > MAX_TIMESTEPS:
+            raise DataError(f"{T} time steps is more than this runtime simulates ({MAX_TIMESTEPS:,}; the prediction "
+                            f"of every step is kept)", f"use -T {MAX_TIMESTEPS} or fewer")
         x = np.asarray(x)
         if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
             raise DataError(f"expected raw channels-last data of shape (N, {', '.join(map(str, self.input_shape))}),"

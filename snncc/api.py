@@ -20,7 +20,7 @@ import numpy as np
 
 from snncc import data as _data
 from snncc import snnfile
-from snncc.errors import DataError, SnnccError
+from snncc.errors import DataError, SnnccError, SnnFileError
 from snncc.ir import Graph
 from snncc.presets import MAXGATE_RULES, PERCENTILE_OF, PRESETS, ZETA_IMAGES, ZETA_TIMESTEPS  # noqa: F401 (re-exported)
 
@@ -142,7 +142,7 @@ class SpikingNetwork:
 
         Keyword arguments go to :meth:`snncc.runtime.network.Network.run`
         (``labels``, ``early_exit``, ``threads``, ``batch_size``, ``callback``,
-        ``progress``, ``record``).  Returns its ``RunResult``.
+        ``progress``, ``record``, ``trace``).  Returns its ``RunResult``.
         """
         if not isinstance(timesteps, (int, np.integer)) or timesteps <= 0:
             raise DataError(f"timesteps must be a positive integer, got {timesteps!r}", "e.g. -T 256")
@@ -184,7 +184,7 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
 
     ``calib`` is a path to ``.npz``/``.npy`` calibration images or an array.
     Preprocessing ``(x * input_scale - mean) / std`` is stored in the network and
-    re-applied to raw data at run time.  See ``snncc --help`` for every option.
+    re-applied to raw data at run time.  See ``snncc convert --help`` for every option.
     """
     from snncc import __version__
     from snncc.frontend import import_onnx
@@ -202,8 +202,8 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
     c = hwc[-1]
     for name, v in (("mean", opts.mean), ("std", opts.std)):
         if v is not None and len(v) not in (1, c):
-            raise SnnccError(f"--{name} has {len(v)} values but the model input has {c} channels",
-                             f"give 1 or {c} comma-separated values")
+            raise SnnccError(f"--{name} has {len(v)} values but the model input has {c} channel{'s' * (c != 1)}",
+                             "give one value" if c == 1 else f"give 1 or {c} comma-separated values")
     graph.meta["preprocess"] = {"scale": float(opts.input_scale),
                                 "mean": None if opts.mean is None else [float(m) for m in opts.mean],
                                 "std": None if opts.std is None else [float(s) for s in opts.std]}
@@ -212,7 +212,13 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
         cx, cy = _data.load_arrays(str(calib), "calibration data")
     else:
         cx, cy = np.asarray(calib), None
+    if opts.calib_limit and opts.calib_limit > cx.shape[0] and log:
+        log(f"calibration limit {opts.calib_limit} is more than the {cx.shape[0]} calibration images: using all of them")
     cx, cy = _data.subset(cx, cy, opts.calib_limit)
+    k = int(graph.output.shape[-1])
+    if cy is not None and cy.size and (cy.min() < 0 or cy.max() >= k):
+        raise DataError(f"calibration labels range over {int(cy.min())}..{int(cy.max())} but the model has {k} "
+                        f"classes (0..{k - 1})", "store 0-based class indices under 'y', or omit 'y'")
     cx = _data.to_channels_last(cx, hwc, graph.meta.get("input_layout", "NCHW"), "calibration data", log)
 
     zeta = opts.compensate if isinstance(opts.compensate, float) else None
@@ -248,5 +254,17 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
 
 
 def load(path: str) -> SpikingNetwork:
-    """Read a ``.snn`` file (no code is executed; corrupt files raise :class:`SnnFileError`)."""
-    return SpikingNetwork(snnfile.load(str(path)))
+    """Read a ``.snn`` file (no code is executed; corrupt files raise :class:`SnnFileError`).
+
+    The runtime program is built here too, so a file whose arrays do not fit its network (an
+    edited manifest) is reported on load, not half-way through a simulation."""
+    net = SpikingNetwork(snnfile.load(str(path)))
+    try:
+        net.runtime
+    except SnnccError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError) as e:
+        raise SnnFileError(f"{str(path)!r} holds a network the runtime cannot build ({type(e).__name__}: "
+                           f"{' '.join(str(e).split())[:120]})",
+                           "re-create it with `snncc MODEL.onnx -o FILE.snn`") from None
+    return net

@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True, help=".npz with x and y (test images and labels)")
     e.add_argument("-T", "--timesteps", type=_positive_int, required=True, help="time steps to simulate")
     e.add_argument("--limit", type=_positive_int, help="seeded random subset of N images")
-    e.add_argument("--threads", type=_positive_int, help="worker threads (default: all cores)")
+    e.add_argument("--threads", type=_positive_int, help="worker threads (default: all cores for batches large enough to gain from them, else one)")
     e.add_argument("--batch-size", type=_positive_int, default=64, help="images per runtime batch")
     e.add_argument("--early-exit", action="store_true", help="stop an image once its answer is certain")
     e.add_argument("--ann", help="the source ONNX model, to report the ANN's accuracy on the same images")
@@ -138,6 +138,8 @@ def cmd_convert(a) -> int:
     for what, src in (("model", a.model), ("calibration", a.calib)):
         if os.path.exists(src) and os.path.exists(a.output) and os.path.samefile(src, a.output):
             raise SnnccError(f"output path {a.output!r} is the {what} file", "choose another -o path, e.g. model.snn")
+    if a.dump_ir and snnfile.same_path(a.dump_ir, a.output):
+        raise SnnccError(f"--dump-ir {a.dump_ir!r} is the -o path", "give --dump-ir a directory of its own")
     if a.dump_ir and os.path.exists(a.dump_ir) and not os.path.isdir(a.dump_ir):
         raise SnnccError(f"--dump-ir {a.dump_ir!r} is a file, not a directory", "give a directory for the IR dumps")
     con = _console()
@@ -257,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("snncc: interrupted\n")
         return 130
     except MemoryError:
-        sys.stderr.write("snncc: error: out of memory (fix: use --calib-limit / --limit or a smaller --batch-size)\n")
+        sys.stderr.write("snncc: error: out of memory (fix: use --calib-limit / --limit, a smaller --batch-size "
+                         "or fewer time steps -T)\n")
         return 1
     except OSError as e:  # a file the command reads or writes (dump dir, plot, ...)
         if os.environ.get("SNNCC_DEBUG"):

@@ -26,7 +26,9 @@ def load_arrays(path: str, what: str = "data") -> tuple[np.ndarray, np.ndarray |
     try:
         obj = np.load(path, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"{what} file {path!r} is not a readable .npz/.npy array file ({_short(e)})",
+        # numpy reads anything that is neither zip nor .npy as a pickle, which allow_pickle=False refuses
+        why = "neither a zip (.npz) nor a .npy file" if "pickled" in str(e) else _short(e)
+        raise DataError(f"{what} file {path!r} is not a readable .npz/.npy array file ({why})",
                         "save it with numpy.savez(path, x=images, y=labels) or numpy.save") from None
     if isinstance(obj, np.ndarray):
         return _check_x(obj, path, what), None
@@ -39,6 +41,10 @@ def load_arrays(path: str, what: str = "data") -> tuple[np.ndarray, np.ndarray |
             x = obj["x"]
             y = obj["y"] if "y" in keys else None
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+            if "allow_pickle" in str(e):    # object arrays: snncc never unpickles (it could run code)
+                raise DataError(f"{what} file {path!r} holds object arrays (pickled Python objects)",
+                                "save plain numeric arrays: numpy.savez(path, x=np.asarray(images, np.uint8), "
+                                "y=np.asarray(labels, np.int64))") from None
             raise DataError(f"{what} file {path!r} is corrupt ({_short(e)})", "re-create the file") from None
     x = _check_x(x, path, what)
     if y is not None:
@@ -65,7 +71,11 @@ def _check_x(x: np.ndarray, path: str, what: str) -> np.ndarray:
         n_bad = int(np.count_nonzero(~np.isfinite(x).reshape(x.shape[0], -1).all(axis=1)))
         raise DataError(f"{what} array 'x' in {path!r} contains NaN or inf values "
                         f"({n_bad} of {x.shape[0]} images affected)",
-                        "remove or repair those images before converting")
+                        "remove or repair those images")
+    if x.dtype.itemsize > 4 and x.size and np.max(np.abs(x)) > np.finfo(np.float32).max:
+        raise DataError(f"{what} array 'x' in {path!r} has values of magnitude up to {float(np.max(np.abs(x))):.3g}, "
+                        f"beyond float32 (the runtime's precision)", "store images in their natural range, "
+                        "e.g. uint8 0-255 or floats in [0, 1]")
     return x
 
 

@@ -69,8 +69,17 @@ def ann_predictions(onnx_path: str, graph, x_cl: np.ndarray, batch: int = 256) -
         xb = preprocess(_G, x_cl[i:i + batch]).astype(np.float32)
         if layout == "NCHW":
             xb = np.ascontiguousarray(np.transpose(xb, (0, 3, 1, 2)))
-        out = sess.run(None, {name: xb})[0]
-        preds.append(np.argmax(out.reshape(out.shape[0], -1), axis=1))
+        try:
+            out = sess.run(None, {name: xb})[0]
+        except Exception as e:  # onnxruntime's own exception types: the model takes other inputs
+            raise ModelError(f"the ANN model {onnx_path!r} cannot run on this .snn's inputs "
+                             f"({' '.join(str(e).split())[:120]})",
+                             "pass the ONNX file the .snn was converted from") from None
+        out = out.reshape(out.shape[0], -1)
+        if out.shape[1] != graph.output.shape[-1]:
+            raise ModelError(f"the ANN model {onnx_path!r} has {out.shape[1]} outputs but the .snn has "
+                             f"{graph.output.shape[-1]} classes", "pass the ONNX file the .snn was converted from")
+        preds.append(np.argmax(out, axis=1))
     return np.concatenate(preds) if preds else np.zeros(0, np.int64)
 
 
@@ -103,6 +112,10 @@ def run_eval(a) -> int:
     for opt, path in (("--json", a.json), ("--plot", a.plot)):  # fail before the simulation, not after
         if path:
             snnfile.check_writable(path)
+    snnfile.check_outputs({"--json": a.json, "--plot": a.plot},
+                          {"the .snn file": a.file, "the --data file": a.data, "the --ann model": a.ann})
+    if a.plot:
+        _matplotlib()
     net = api.load(a.file)
     x, y = _data.load_arrays(a.data, "test data")
     if y is None:
@@ -111,7 +124,14 @@ def run_eval(a) -> int:
         raise DataError(f"test labels in {a.data!r} range over {int(y.min())}..{int(y.max())} but the network has "
                         f"{net.n_classes} classes (0..{net.n_classes - 1})", "store 0-based class indices")
     x, y = _data.subset(x, y, a.limit)
-    xc = net.prepare(x, "test data", None if a.quiet else (lambda s: con.print(f"[dim]snncc:[/dim] {_esc(s)}")))
+    log = None if a.quiet else (lambda s: con.print(f"[dim]snncc:[/dim] {_esc(s)}"))
+    if a.limit and a.limit > x.shape[0] and log:
+        log(f"--limit {a.limit} is more than the {x.shape[0]} images in {a.data!r}: using all of them")
+    xc = net.prepare(x, "test data", log)
+    ann = None
+    if a.ann:                     # before the simulation: a wrong model fails in seconds, not after it
+        ann = ann_predictions(a.ann, net.graph, xc)
+        _check_ann_source(net, a.ann)
     T = a.timesteps
     t0 = time.time()
     res = net.runtime.run(xc, T, labels=y, early_exit=a.early_exit, threads=a.threads,
@@ -141,8 +161,7 @@ def run_eval(a) -> int:
            "ann_macs_per_image": macs,
            "energy_snn_uj": sops * a.fj_per_sop * 1e-9, "energy_ann_uj": macs * a.pj_per_flop * 1e-6,
            "layers": layers}
-    if a.ann:
-        ann = ann_predictions(a.ann, net.graph, xc)
+    if ann is not None:
         out["ann_accuracy"] = float(np.mean(ann == y))
         # paired per-image difference (ANN correct - SNN correct): its standard error is the
         # uncertainty of the conversion loss on this many images
@@ -167,22 +186,43 @@ def run_eval(a) -> int:
               soft_wrap=True)
     con.print(f"energy per image: SNN {out['energy_snn_uj']:.3f} uJ ({a.fj_per_sop:g} fJ/SOP) vs ANN "
               f"{out['energy_ann_uj']:.3f} uJ ({macs:,} ops x {a.pj_per_flop:g} pJ)", soft_wrap=True)
+    files = []                    # both or neither: a failure leaves no half of the results behind
     if a.json:
-        from snncc.snnfile import _jsonable, atomic_write
-        atomic_write(a.json, json.dumps(_jsonable(out), indent=1).encode())
+        files.append((a.json, json.dumps(snnfile._jsonable(out), indent=1).encode()))
     if a.plot:
-        plot_eval(out, a.plot)
+        files.append((a.plot, render_plot(out, a.plot)))
+    snnfile.atomic_write_many(files)
     return 0
 
 
-def plot_eval(out: dict, path: str) -> None:
-    """Accuracy vs time step, and per-layer firing rate / propagation error / correlation."""
+def _matplotlib():
+    """``matplotlib.pyplot`` (Agg backend), or a one-line error naming the extra to install."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         raise DataError("--plot needs matplotlib", "pip install 'snncc[plot]'") from None
+    return plt
+
+
+def _check_ann_source(net, path: str) -> None:
+    """Warn (stderr) when ``--ann`` is not the model the .snn records as its source (sha256)."""
+    import sys
+
+    from snncc.api import _model_hash
+    want = (net.graph.meta.get("provenance") or {}).get("source_sha256")
+    if want and os.path.isfile(path) and _model_hash(path) != want:
+        sys.stderr.write(f"snncc: warning: --ann {path!r} is not the model this .snn was converted from "
+                         f"(its sha256 differs from the recorded "
+                         f"{(net.graph.meta.get('provenance') or {}).get('source_name')!r}); "
+                         f"the conversion loss compares different models\n")
+
+
+def render_plot(out: dict, path: str) -> bytes:
+    """Accuracy vs time step, and per-layer firing rate / propagation error / correlation, as image
+    bytes in the format of ``path``'s extension (PNG when matplotlib does not know it)."""
+    plt = _matplotlib()
     fig, ax = plt.subplots(1, 2, figsize=(12, 4.2))
     ts = [int(k) for k in out["accuracy_at"]]
     acc = [100 * out["accuracy_at"][str(k)] for k in ts]
@@ -206,10 +246,8 @@ def plot_eval(out: dict, path: str) -> None:
     ax[1].grid(alpha=.3)
     fig.tight_layout()
     import io
-
-    from snncc.snnfile import atomic_write
     ext = os.path.splitext(path)[1][1:].lower()
     buf = io.BytesIO()
     fig.savefig(buf, format=ext if ext in fig.canvas.get_supported_filetypes() else "png", dpi=110)
     plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    return buf.getvalue()

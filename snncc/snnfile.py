@@ -113,25 +113,39 @@ def _new_file_mode(path: str) -> int:
 
 def atomic_write(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
-    d = os.path.dirname(os.path.abspath(path))
-    _check_dir(d)
-    if os.path.isdir(path):
-        raise SnnFileError(f"output path {path!r} is a directory", "give a file name")
+    atomic_write_many([(path, data)])
+
+
+def atomic_write_many(items: list[tuple[str, bytes]]) -> None:
+    """Write several files all or nothing: every temp file is written and fsynced first, then
+    each is renamed over its destination; a failure before the renames leaves no file behind."""
+    temps: list[tuple[str, str]] = []
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".snncc-", suffix=".tmp", dir=d)
-    except OSError as e:
-        raise SnnFileError(f"cannot write to {d!r} ({e.strerror})", "choose a writable output path") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _new_file_mode(path))   # mkstemp creates 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        for path, data in items:
+            d = os.path.dirname(os.path.abspath(path))
+            _check_dir(d)
+            if os.path.isdir(path):
+                raise SnnFileError(f"output path {path!r} is a directory", "give a file name")
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=".snncc-", suffix=".tmp", dir=d)
+            except OSError as e:
+                raise SnnFileError(f"cannot write to {d!r} ({e.strerror})", "choose a writable output path") from None
+            temps.append((tmp, path))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, _new_file_mode(path))   # mkstemp creates 0600 files
+        for tmp, path in temps:
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                raise SnnFileError(f"cannot write {path!r} ({e.strerror or e})", "choose a writable output path") \
+                    from None
+    finally:
+        for tmp, _ in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def save(graph: Graph, path: str) -> None:
@@ -146,6 +160,37 @@ def check_writable(path: str) -> None:
         raise SnnFileError(f"output path {path!r} is not writable", "choose a writable output path")
     if os.path.isdir(path):
         raise SnnFileError(f"output path {path!r} is a directory", "give a file name such as model.snn")
+    try:
+        name_max = os.pathconf(d, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max = 255
+    n = len(os.fsencode(os.path.basename(path)))
+    if n > name_max:
+        raise SnnFileError(f"output file name {os.path.basename(path)[:40]!r}... is {n} bytes long; the file system "
+                           f"allows {name_max}", "choose a shorter file name")
+
+
+def same_path(a: str, b: str) -> bool:
+    """Whether two paths name the same file (existing or not)."""
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_outputs(outputs: dict[str, str | None], inputs: dict[str, str | None]) -> None:
+    """Before long work: every output path is writable, none is an input file, no two are the same.
+
+    ``outputs``/``inputs`` map an option or role (``'--json'``, ``'the model'``) to a path (``None`` = not given).
+    """
+    outs = [(k, v) for k, v in outputs.items() if v]
+    for opt, path in outs:
+        for what, src in inputs.items():
+            if src and same_path(src, path):
+                raise SnnFileError(f"{opt} {path!r} is {what}", f"choose another {opt} path; it would be overwritten")
+    for i, (o1, p1) in enumerate(outs):
+        for o2, p2 in outs[i + 1:]:
+            if same_path(p1, p2):
+                raise SnnFileError(f"{o1} and {o2} are the same path {p1!r}", f"give {o2} another file name")
 
 
 def load(path: str) -> Graph:
@@ -165,8 +210,8 @@ def load(path: str) -> Graph:
             if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
                 raise SnnFileError(f"{path!r} is not a .snn file", fix)
             ver = manifest.get("format_version")
-            if ver != FORMAT_VERSION:
-                raise SnnFileError(f"{path!r} has .snn format version {ver}; this snncc reads version "
+            if type(ver) is not int or ver != FORMAT_VERSION:
+                raise SnnFileError(f"{path!r} has .snn format version {ver!r}; this snncc reads version "
                                    f"{FORMAT_VERSION}", "re-convert the model with this snncc version")
             h = hashlib.sha256()
             arrays = {}
@@ -178,6 +223,8 @@ def load(path: str) -> Graph:
                 h.update(k.encode())
                 h.update(raw)
                 arrays[k] = np.load(io.BytesIO(raw), allow_pickle=False)
+                if arrays[k].dtype.kind not in "fiub":
+                    raise SnnFileError(f"{path!r} is corrupt (array {k} has dtype {arrays[k].dtype}, not numbers)", fix)
             if h.hexdigest() != manifest.get("arrays_sha256"):
                 raise SnnFileError(f"{path!r} is corrupt (weights do not match their checksum)", fix)
     except SnnFileError:
@@ -196,12 +243,39 @@ def load(path: str) -> Graph:
             syn = None if s is None else Synapse(s["op"], _attrs_in(s["attrs"]),
                                                  {k: arrays[v] for k, v in s["params"].items()})
             g.add_edge(e["src"], e["dst"], EdgeKind(e["kind"]), int(e["port"]), syn)
-        g.meta = manifest.get("meta", {})
-    except (KeyError, TypeError, ValueError) as e:
+        g.meta = manifest["meta"]
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise SnnFileError(f"{path!r} has a malformed manifest ({type(e).__name__}: {e})", fix) from None
     from snncc.ir import IRError, verify
     try:
         verify(g)
-    except IRError as e:
-        raise SnnFileError(f"{path!r} holds an invalid network ({e})", fix) from None
+    except (IRError, ValueError, TypeError, IndexError) as e:     # IRError, or params verify cannot even read
+        raise SnnFileError(f"{path!r} holds an invalid network ({type(e).__name__}: {e})", fix) from None
+    try:
+        _check_meta(g.meta, g.input.shape[-1])
+    except ValueError as e:
+        raise SnnFileError(f"{path!r} has a malformed manifest ({e})", fix) from None
     return g
+
+
+def _check_meta(meta: Any, channels: int) -> None:
+    """The metadata the runtime relies on: a dict whose ``preprocess`` is ``{scale > 0, mean, std > 0}``
+    (``mean``/``std`` null or 1 or ``channels`` finite numbers).  Raises ``ValueError`` naming the field."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"'meta' is a {type(meta).__name__}, not an object")
+    pre = meta.get("preprocess")
+    if not isinstance(pre, dict):
+        raise ValueError("'meta.preprocess' (the input scaling) is missing")
+    scale = pre.get("scale")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"'meta.preprocess.scale' must be a positive number, got {scale!r}")
+    for key in ("mean", "std"):
+        v = pre.get(key)
+        if v is None:
+            continue
+        if not isinstance(v, list) or len(v) not in (1, channels) or \
+                not all(isinstance(m, (int, float)) and not isinstance(m, bool) and np.isfinite(m) for m in v):
+            raise ValueError(f"'meta.preprocess.{key}' must be null or a list of 1 or {channels} finite numbers, "
+                             f"got {v!r}")
+        if key == "std" and any(m <= 0 for m in v):
+            raise ValueError(f"'meta.preprocess.std' must be positive, got {v!r}")

@@ -4,6 +4,7 @@ The CLI runs in-process (``snncc.cli.main``, output through capsys) and, for exi
 absence of tracebacks in a real process, through ``python -m snncc``.  ``snncc eval`` is in
 test_evaluate.py.
 """
+import hashlib
 import io
 import json
 import os
@@ -13,6 +14,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 import snncc
 from snncc.cli import main
@@ -326,6 +328,41 @@ def bad_inputs(tmp_path, digits_snn):
     _write_zip(d / "version.snn", {**files, "manifest.json": json.dumps({**m, "format_version": 99}).encode()})
     _write_zip(d / "noedges.snn", {**files, "manifest.json": json.dumps({k2: v for k2, v in m.items()
                                                                          if k2 != "edges"}).encode()})
+    meta_nopre = {k2: v for k2, v in m["meta"].items() if k2 != "preprocess"}
+    _write_zip(d / "nopre.snn", {**files, "manifest.json": json.dumps({**m, "meta": meta_nopre}).encode()})
+    _write_zip(d / "zerostd.snn", {**files, "manifest.json": json.dumps(
+        {**m, "meta": {**m["meta"], "preprocess": {**m["meta"]["preprocess"], "std": [0.0]}}}).encode()})
+    bias_key = next(n["params"]["bias"] for n in m["nodes"] if n["op"] == "neuron")
+    b = np.load(io.BytesIO(files[f"arrays/{bias_key}.npy"]))
+    b2 = np.zeros((2, b.size), b.dtype)                  # a bias of the wrong shape, checksum recomputed
+    raw = io.BytesIO()
+    np.save(raw, b2)
+    files2 = {**files, f"arrays/{bias_key}.npy": raw.getvalue()}
+    h = hashlib.sha256()
+    for n in sorted((n for n in files2 if n.startswith("arrays/a")), key=lambda s: int(s[8:-4])):
+        h.update(n[len("arrays/"):-len(".npy")].encode())
+        h.update(files2[n])
+    _write_zip(d / "badbias.snn", {**files2, "manifest.json": json.dumps({**m, "arrays_sha256": h.hexdigest()}).encode()})
+    (d / "text.npz").write_text("x,y\n1,2\n")
+    np.savez(d / "object.npz", x=np.array([np.zeros((1, 8, 8)), None], dtype=object))
+    np.savez(d / "calib_labels100.npz", x=c["x"][:16], y=np.arange(100, 116))
+    np.savez(d / "huge.npz", x=np.full((4, 1, 8, 8), 1e300))
+    mlp = helper.make_model(helper.make_graph(
+        [helper.make_node("Gemm", ["input", "w"], ["logits"], transB=1)], "mlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
+        [numpy_helper.from_array(np.zeros((10, 64), np.float32), "w")]), opset_imports=[helper.make_opsetid("", 17)])
+    (d / "mlp.onnx").write_bytes(mlp.SerializeToString())
+    import onnx
+    nanm = onnx.load(MODEL)
+    w = next(i for i in nanm.graph.initializer if len(i.dims) == 4)
+    arr = numpy_helper.to_array(w).copy()
+    arr.flat[0] = np.nan
+    w.CopyFrom(numpy_helper.from_array(arr, w.name))
+    onnx.save(nanm, str(d / "nanweights.onnx"))
+    o99 = onnx.load(MODEL)
+    o99.opset_import[0].version = 99
+    onnx.save(o99, str(d / "opset99.onnx"))
     t = np.load(TEST)
     np.savez(d / "test_rgb.npz", x=np.zeros((10, 3, 8, 8), np.uint8), y=t["y"][:10])
     np.savez(d / "test_nolabels.npz", x=t["x"][:10])
@@ -371,7 +408,7 @@ BAD_CASES = {
     "std inf": ([MODEL, "-o", "{out}/x.snn", "--calib", CALIB, "--std", "inf", *FAST], ["--std", "finite"]),
     "mean nan": ([MODEL, "-o", "{out}/x.snn", "--calib", CALIB, "--mean", "nan", *FAST], ["--mean", "finite"]),
     "mean 3 values": ([MODEL, "-o", "{out}/x.snn", "--calib", CALIB, "--mean", "0.4,0.4,0.4", "--std", "0.4",
-                       *FAST], ["--mean has 3 values", "1 channels"]),
+                       *FAST], ["--mean has 3 values", "1 channel", "give one value"]),
     "mean not numbers": ([MODEL, "-o", "{out}/x.snn", "--calib", CALIB, "--mean", "a,b", *FAST], ["--mean"]),
     "zeta negative": (CONVERT(MODEL, CALIB, "--compensate", "-1"), ["compensat", "-1"]),
     "zeta nan": (CONVERT(MODEL, CALIB, "--compensate", "nan"), ["compensat", "nan"]),
@@ -391,6 +428,9 @@ BAD_CASES = {
                               ("tampered array", "tampered.snn", ["tampered.snn", "checksum"]),
                               ("format version", "version.snn", ["format version 99", "reads version 1"]),
                               ("malformed manifest", "noedges.snn", ["noedges.snn", "malformed manifest"]),
+                              ("no preprocessing", "nopre.snn", ["nopre.snn", "meta.preprocess"]),
+                              ("zero std", "zerostd.snn", ["zerostd.snn", "std", "positive"]),
+                              ("bias of the wrong shape", "badbias.snn", ["badbias.snn", "cannot build"]),
                               ("missing", "nope.snn", ["nope.snn", "not found"]))},
     "eval data 3 channels": (["eval", "{snn}", "--data", "{in}/test_rgb.npz", "-T", "4"],
                              ["test data", "(10, 3, 8, 8)", "(N, 1, 8, 8)"]),
@@ -414,6 +454,27 @@ BAD_CASES = {
                          ["nope.onnx", "not found"]),
     "eval ann corrupt": (["eval", "{snn}", "--data", TEST, "-T", "4", "--limit", "8", "--ann", "{in}/trunc.onnx"],
                          ["trunc.onnx"]),
+    "eval ann other input": (["eval", "{snn}", "--data", TEST, "-T", "4", "--limit", "8", "--ann", "{in}/mlp.onnx"],
+                             ["mlp.onnx", "cannot run on this .snn's inputs"]),
+    "eval json is the snn": (["eval", "{snn}", "--data", TEST, "-T", "4", "--json", "{snn}"],
+                             ["--json", "is the .snn file"]),
+    "eval plot is the data": (["eval", "{snn}", "--data", "{in}/test_rgb.npz", "-T", "4", "--plot",
+                               "{in}/test_rgb.npz"], ["--plot", "is the --data file"]),
+    "eval json and plot same path": (["eval", "{snn}", "--data", TEST, "-T", "4", "--json", "{out}/r",
+                                      "--plot", "{out}/r"], ["--json and --plot are the same path"]),
+    "eval json name too long": (["eval", "{snn}", "--data", TEST, "-T", "4", "--json", "{out}/" + "j" * 300],
+                                ["300 bytes", "shorter file name"]),
+    "eval T beyond the runtime": (["eval", "{snn}", "--data", TEST, "-T", "2000000", "--limit", "2"],
+                                  ["2000000 time steps", "-T 1000000 or fewer"]),
+    "model weights NaN": (CONVERT("{in}/nanweights.onnx", CALIB), ["weights contain NaN or inf",
+                                                                   "re-export"]),
+    "model opset 99": (CONVERT("{in}/opset99.onnx", CALIB), ["onnxruntime cannot run the model", "Opset 99"]),
+    "dump-ir is -o": (CONVERT(MODEL, CALIB, "--dump-ir", "{out}/x.snn"), ["--dump-ir", "is the -o path"]),
+    "calib labels out of range": (CONVERT(MODEL, "{in}/calib_labels100.npz"), ["calibration labels", "100..115",
+                                                                               "10 classes"]),
+    "calib is a text file": (CONVERT(MODEL, "{in}/text.npz"), ["text.npz", "neither a zip"]),
+    "calib object arrays": (CONVERT(MODEL, "{in}/object.npz"), ["object.npz", "object arrays"]),
+    "calib beyond float32": (CONVERT(MODEL, "{in}/huge.npz"), ["huge.npz", "beyond float32"]),
     "unknown command option": (["inspect", "{snn}", "--frobnicate"], ["--frobnicate"]),
 }
 

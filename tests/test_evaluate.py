@@ -194,3 +194,31 @@ def test_layer_correlation_is_high_and_bounded(digits_snn):
     c = evaluate.layer_correlation(net, x, 32, images=16)
     assert set(c) == {p.name for p in net.graph.populations() if p.op in ("neuron", "maxgate")}
     assert all(0.9 < v <= 1.0 + 1e-12 for v in c.values())
+
+
+def test_eval_warns_when_ann_is_not_the_source_and_notes_a_large_limit(digits_snn, tmp_path, capsys):
+    """--ann of another file than the recorded source (same function, other bytes): a warning on
+    stderr, the eval still runs; --limit beyond the data uses all of it and says so."""
+    import onnx
+    m = onnx.load(MODEL)
+    m.doc_string = "re-saved"
+    other = tmp_path / "other.onnx"
+    onnx.save(m, str(other))
+    rc, so, se = cli(capsys, "eval", digits_snn, "--data", TEST, "-T", 4, "--limit", 100000, "--ann", other)
+    assert rc == 0, se
+    assert se.count("\n") == 1 and se.startswith("snncc: warning: --ann") and "not the model" in se
+    assert "--limit 100000 is more than the 450 images" in so
+    rc, so, se = cli(capsys, "eval", digits_snn, "--data", TEST, "-T", 4, "--limit", 8, "--ann", MODEL, "-q")
+    assert rc == 0 and se == ""
+
+
+def test_eval_writes_json_and_plot_together_or_neither(digits_snn, tmp_path, capsys, monkeypatch):
+    """A plot that cannot be rendered leaves no JSON behind (both files are written at the end)."""
+    def boom(out, path):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(evaluate, "render_plot", boom)
+    j, p = tmp_path / "r.json", tmp_path / "r.png"
+    rc, so, se = cli(capsys, "eval", digits_snn, "--data", TEST, "-T", 4, "--limit", 8, "--json", j, "--plot", p,
+                     "-q")
+    assert rc == 2 and "No space left" in se and se.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []

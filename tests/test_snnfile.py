@@ -87,10 +87,36 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
     def boom(*a):
         raise OSError("disk full")
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(SnnFileError, match="cannot write .*m.snn.*disk full"):
         snnfile.save(small_graph(), str(p))
     assert p.read_bytes() == b"old"
     assert [f.name for f in tmp_path.iterdir()] == ["m.snn"]
+
+
+def test_atomic_write_many_is_all_or_nothing(tmp_path):
+    """A failure on a later file (here: its directory is missing) leaves none of the files written."""
+    a, b = tmp_path / "a.json", tmp_path / "nope" / "b.png"
+    with pytest.raises(SnnFileError, match="does not exist"):
+        snnfile.atomic_write_many([(str(a), b"1"), (str(b), b"2")])
+    assert list(tmp_path.iterdir()) == []
+    snnfile.atomic_write_many([(str(a), b"1"), (str(tmp_path / "c.png"), b"2")])
+    assert a.read_bytes() == b"1" and (tmp_path / "c.png").read_bytes() == b"2"
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["a.json", "c.png"]
+
+
+def test_check_writable_rejects_overlong_names(tmp_path):
+    with pytest.raises(SnnFileError, match="shorter file name"):
+        snnfile.check_writable(str(tmp_path / ("a" * 300 + ".snn")))
+
+
+def test_check_outputs_refuses_inputs_and_duplicates(tmp_path):
+    src = tmp_path / "m.snn"
+    src.write_bytes(b"x")
+    with pytest.raises(SnnFileError, match="--json .* is the .snn file"):
+        snnfile.check_outputs({"--json": str(src)}, {"the .snn file": str(src)})
+    with pytest.raises(SnnFileError, match="--json and --plot are the same path"):
+        snnfile.check_outputs({"--json": str(tmp_path / "r"), "--plot": str(tmp_path / "." / "r")}, {})
+    snnfile.check_outputs({"--json": str(tmp_path / "r.json"), "--plot": None}, {"the .snn file": str(src)})
 
 
 def test_unwritable_output(tmp_path):

@@ -345,5 +345,8 @@ def import_onnx(model) -> Graph:
         from snncc.ir import verify
         verify(g)
     except IRError as e:
+        if "non-finite" in str(e):   # the model's own weights: NaN/inf from a diverged or broken checkpoint
+            raise ModelError(f"the model's weights contain NaN or inf ({e})",
+                             "check the trained checkpoint and re-export it") from None
         raise ModelError(f"the converted graph is inconsistent: {e}", "please report this model") from None
     return g

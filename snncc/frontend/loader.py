@@ -11,6 +11,10 @@ from google.protobuf.message import DecodeError
 
 from snncc.errors import ModelError
 
+#: model opsets covered by the tests (every one, see tests/frontend/test_opsdoc.py)
+MIN_OPSET, MAX_OPSET = 7, 21
+TESTED_OPSETS = f"opsets {MIN_OPSET}-{MAX_OPSET} are tested"
+
 _NOT_ONNX = "pass an .onnx file written by torch.onnx.export / tf2onnx / keras export"
 
 
@@ -45,8 +49,7 @@ def load_model(model) -> onnx.ModelProto:
     except ModelError:
         raise
     except Exception as e:  # noqa: BLE001 - corrupt protobuf contents
-        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
-        raise ModelError(f"the model cannot be read ({type(e).__name__}: {msg})",
+        raise ModelError(f"the model cannot be read ({type(e).__name__}: {one_line(e)})",
                          "the model looks malformed; re-export it with a current exporter") from None
 
 
@@ -81,7 +84,7 @@ def _load_model(model) -> onnx.ModelProto:
                 load_external_data_for_model(m, base)
             except (OSError, ValueError, onnx.checker.ValidationError) as e:
                 raise ModelError(f"external weights of {os.path.basename(path)!r} cannot be read "
-                                 f"({type(e).__name__}: {str(e).splitlines()[0][:120]})",
+                                 f"({type(e).__name__}: {one_line(e)})",
                                  "keep the external data file(s) next to the .onnx file, under the name "
                                  "it was exported with") from None
     else:
@@ -93,12 +96,11 @@ def _load_model(model) -> onnx.ModelProto:
     except onnx.checker.ValidationError as e:
         if "Field 'shape' of 'type' is required" in str(e):
             return m        # an output whose shape inference could not fill in: harmless here
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise ModelError(f"the ONNX checker rejects the model: {first}",
-                         "re-export the model with a current exporter (opset 11-21)") from None
+        raise ModelError(f"the ONNX checker rejects the model: {one_line(e)}",
+                         f"re-export the model with a current exporter ({TESTED_OPSETS})") from None
     except Exception as e:  # noqa: BLE001 - checker internals (e.g. too-new IR version)
-        raise ModelError(f"the ONNX checker failed: {str(e).splitlines()[0][:160] if str(e) else type(e).__name__}",
-                         "re-export the model with a current exporter (opset 11-21)") from None
+        raise ModelError(f"the ONNX checker failed: {one_line(e)}",
+                         f"re-export the model with a current exporter ({TESTED_OPSETS})") from None
     return m
 
 
@@ -106,8 +108,17 @@ def infer_shapes(m: onnx.ModelProto) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(m, check_type=False, strict_mode=False, data_prop=True)
     except Exception as e:  # noqa: BLE001
-        raise ModelError(f"ONNX shape inference failed: {str(e).splitlines()[0][:160] if str(e) else type(e).__name__}",
+        raise ModelError(f"ONNX shape inference failed: {one_line(e)}",
                          "re-export the model with a fixed input size and a current opset") from None
+
+
+def one_line(e: BaseException, limit: int = 240) -> str:
+    """An exception's whole message on one line (checker messages put the node on later lines),
+    cut at a word boundary."""
+    s = " ".join(str(e).split())
+    if not s:
+        return type(e).__name__
+    return s if len(s) <= limit else s[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def opset_of(m: onnx.ModelProto, domain: str = "") -> int:

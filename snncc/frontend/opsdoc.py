@@ -37,9 +37,8 @@ from pathlib import Path
 
 from snncc.frontend import handlers as _handlers  # noqa: F401 - registers the op handlers
 from snncc.frontend import registry
+from snncc.frontend.loader import MAX_OPSET, MIN_OPSET  # noqa: F401 - re-exported for the page and tests
 
-#: model opsets covered by the tests (every one, see tests/frontend/test_opsdoc.py)
-MIN_OPSET, MAX_OPSET = 7, 21
 #: docstring fields, in page order
 FIELDS = ("IR", "Accepts", "Rejects", "Opsets", "Notes")
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "docs" / "supported_ops.md"
@@ -109,8 +108,10 @@ def render() -> str:
         "The ONNX front end (`snncc.frontend.import_onnx`) converts a model op by op, with one "
         "handler per ONNX op type (default domain `ai.onnx` only). Before that, every node whose "
         "inputs are all constants is evaluated and replaced by its value (constant folding), and "
-        "nodes the output does not depend on are skipped. Any other op, or an op used in a form "
-        "listed under *Rejects*, stops the conversion with one error that lists every problem of "
+        "nodes the output does not depend on are not converted (they are listed in the IR's "
+        "`meta['frontend']['unused_nodes']`), though every node, used or not, must be a supported op. "
+        "Any other op, or an op used in a form "
+        "listed under *Rejects*, stops the conversion with one error that lists every such node of "
         "the model at once (`snncc: error: unsupported ONNX ops: … (fix: …)`); see "
         "[limitations.md](limitations.md) for the model patterns that cannot become a spiking "
         "network and the exact errors, and [passes.md](passes.md) for what the IR ops become.",

@@ -162,6 +162,14 @@ def conv_conv():
     return n.head(n.relu(x, "relu2"), 4)
 
 
+def one_conv_residual():
+    """A residual block with a single conv: relu(x + bn(conv(x))) -- identity and conv of the same source."""
+    n = Net()
+    x = n.relu(n.conv("input", 3, 4, "conv1"), "relu1")
+    y = n.bn(n.conv(x, 4, 4, "conv2"), 4, "bn2")
+    return n.head(n.relu(n.node("Add", [x, y], "add2"), "relu2"), 4)
+
+
 def avgpool_negative():
     """conv -> BN -> AvgPool -> ReLU in the middle of the network."""
     n = Net()
@@ -286,6 +294,10 @@ CASES = {
     "conv_conv": (conv_conv, ModelError,
                   "cannot lower conv node 'conv2b/Conv': it follows another linear map of 'relu1/Relu' with no "
                   "ReLU between (fix: insert a ReLU between the two layers, or merge them in the model)"),
+    "one_conv_residual": (one_conv_residual, ModelError,
+                          "cannot lower add node 'add2/Add': two different linear maps of 'relu1/Relu' are summed "
+                          "(fix: the IR allows one synapse per population pair: use two convs per residual block, "
+                          "as ResNets do, or add the identity into the conv's centre tap before exporting)"),
     "avgpool_negative": (avgpool_negative, ModelError,
                          "cannot lower avgpool node 'pool2/AveragePool': its operand is not a ReLU/pool population "
                          "(a linear op with no activation before it) (fix: put a ReLU before the pooling layer)"),
