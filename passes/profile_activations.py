@@ -37,8 +37,6 @@ Analysis only: the graph is unchanged.
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
 from snncc.errors import DataError, ModelError

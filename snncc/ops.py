@@ -14,7 +14,6 @@ from typing import Callable
 import numpy as np
 
 from snncc import nn
-from snncc.ir import Node
 
 
 @dataclass(frozen=True)

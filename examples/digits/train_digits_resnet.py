@@ -26,7 +26,6 @@ Each block is conv-BN-ReLU-conv-BN, + shortcut, then ReLU.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
