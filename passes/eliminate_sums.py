@@ -19,6 +19,8 @@ op is pushed onto the terms of the sum:
   ``EdgeKind.SHORTCUT``;
 * ``subsample`` and channel ``pad`` of a population (option-A shortcut) -> one
   ``subsample_pad`` synapse, ``EdgeKind.SHORTCUT``;
+* a conv and an identity of the same population (a residual block with one conv)
+  -> one ``conv`` synapse, the identity added to the centre tap's diagonal;
 * a conv(+BN) projection (option B) whose source is an *ancestor* of another
   operand's source (the block input skipping over the block) -> ``conv``
   synapse on an ``EdgeKind.SHORTCUT`` edge;
@@ -133,9 +135,31 @@ def _add_terms(node: Node, a: Term, b: Term) -> Term:
         return a
     if len(a.shape) == 1:
         return Term(a.src, a.src_shape, a.shape, Synapse("dense", {}, {"weight": _matrix(a) + _matrix(b)}))
+    merged = _identity_into_conv(a, b) or _identity_into_conv(b, a)
+    if merged is not None:
+        return merged
     _err(node, f"two different linear maps of {a.src!r} are summed",
          "the IR allows one synapse per population pair: use two convs per residual block, as ResNets do, "
          "or add the identity into the conv's centre tap before exporting")
+
+
+def _identity_into_conv(c: Term, t: Term) -> Term | None:
+    """``conv(a) + s * a`` as one conv (a residual block with a single conv): the identity is the
+    tap that maps every position onto itself, so ``W[kh, kw, i, i] += s_i`` there -- exact.  Needs
+    groups 1, stride 1, equal in/out shapes and a tap at the padding offset; else None."""
+    if c.syn is None or c.syn.op != "conv" or t.syn is not None or not t.trivial() or t.flat:
+        return None
+    at = c.syn.attrs
+    st, dil = _t(at.get("stride", (1, 1))), _t(at.get("dilation", (1, 1)))
+    pt, pl = _t(at.get("pads", (0, 0, 0, 0)))[:2]
+    w = c.syn.params["weight"]                      # (KH, KW, Cin, Cout)
+    if int(at.get("groups", 1)) != 1 or st != (1, 1) or tuple(c.shape) != tuple(c.src_shape) \
+            or pt % dil[0] or pl % dil[1] or pt // dil[0] >= w.shape[0] or pl // dil[1] >= w.shape[1]:
+        return None
+    w = w.copy()
+    i = np.arange(w.shape[2])
+    w[pt // dil[0], pl // dil[1], i, i] += np.asarray(t.scale, w.dtype)
+    return Term(c.src, c.src_shape, c.shape, Synapse("conv", dict(at), {**c.syn.params, "weight": w}))
 
 
 class _Lowerer:

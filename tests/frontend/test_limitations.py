@@ -294,10 +294,6 @@ CASES = {
     "conv_conv": (conv_conv, ModelError,
                   "cannot lower conv node 'conv2b/Conv': it follows another linear map of 'relu1/Relu' with no "
                   "ReLU between (fix: insert a ReLU between the two layers, or merge them in the model)"),
-    "one_conv_residual": (one_conv_residual, ModelError,
-                          "cannot lower add node 'add2/Add': two different linear maps of 'relu1/Relu' are summed "
-                          "(fix: the IR allows one synapse per population pair: use two convs per residual block, "
-                          "as ResNets do, or add the identity into the conv's centre tap before exporting)"),
     "avgpool_negative": (avgpool_negative, ModelError,
                          "cannot lower avgpool node 'pool2/AveragePool': its operand is not a ReLU/pool population "
                          "(a linear op with no activation before it) (fix: put a ReLU before the pooling layer)"),
@@ -380,6 +376,20 @@ def test_preactivation_resnet_converts_exactly():
     y = net.analog(x) * g.meta["lambda"][g.output.name]
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
     assert sum(d["kind"].value == "shortcut" for _, _, d in g.nx.edges(data=True)) >= 2
+
+
+def test_one_conv_residual_block_converts_exactly():
+    """Documented as supported: relu(x + bn(conv(x))) becomes one conv synapse (identity in the centre tap)."""
+    import onnxruntime as ort
+    m = one_conv_residual()
+    x = np.random.default_rng(1).uniform(0, 1, (6, 3, 8, 8)).astype(np.float32)
+    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    net = _convert(m)
+    g = net.graph
+    np.testing.assert_allclose(net.analog(x) * g.meta["lambda"][g.output.name], ref, rtol=1e-4,
+                               atol=1e-4 * np.abs(ref).max())
+    (e,) = g.in_edges("relu2/Relu")
+    assert e[1]["syn"].op == "conv"
 
 
 @pytest.mark.parametrize("build, pads", [(keras_same_maxpool, (0, 0, 1, 1)), (zeropad_maxpool, (1, 1, 1, 1))])

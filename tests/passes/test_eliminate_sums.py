@@ -100,3 +100,30 @@ def test_errors():
 def test_idempotent():
     twice_equals_once(eliminate_sums.run, _prep(resnet))
     twice_equals_once(eliminate_sums.run, _prep(plain))
+
+
+@pytest.mark.parametrize("k, pads, conv_first", [(3, 1, True), (3, 1, False), (5, 2, True), (1, 0, True)])
+def test_one_conv_residual_block_is_one_conv(k, pads, conv_first):
+    """relu(x + conv(x)) (and the affine-scaled identity of a folded BN): the identity is added to the
+    conv's centre tap, exactly, whichever operand of the add comes first."""
+    b = OB((5, 5, 3), seed=3)
+    r = b.relu(b.conv("in", 4))
+    c = b.conv(r, 4, k=k, pads=pads)
+    s = b.affine(r)
+    z = b.relu(b.add(c, s) if conv_first else b.add(s, c))
+    g = b.done(b.dense(b.flatten(b.conv(z, 2)), 3))
+    g0 = g.copy()
+    g = eliminate_sums.run(merge_linear.run(g, None), None)
+    verify(g)
+    assert kinds(g)[(r, z)] == (EdgeKind.SYNAPSE, "conv") and len(g.in_edges(z)) == 1
+    assert_analog_equal(g0, g, np.random.default_rng(1).normal(size=(6, 5, 5, 3)))
+
+
+def test_two_different_convs_of_one_source_still_refused():
+    """Two convs of one population with different kernels (no identity to fold) stay a one-line error."""
+    b = OB((4, 4, 2), seed=1)
+    r = b.relu(b.conv("in", 2))
+    g = b.done(b.conv(b.relu(b.add(b.conv(r, 2, stride=2), b.conv(r, 2, k=1, stride=2))), 2))
+    g = merge_linear.run(g, None)
+    with pytest.raises(ModelError, match="two different linear maps"):
+        eliminate_sums.run(g, None)
