@@ -150,7 +150,8 @@ class _OrtSource:
         except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types (e.g. an opset it does not know)
             import re
 
-            from snncc.frontend.loader import TESTED_OPSETS, one_line
+            from snncc.errors import one_line
+            from snncc.frontend.loader import TESTED_OPSETS
             why = re.sub(r"/onnxruntime_src/\S+ [^)]*\)\s*", "", one_line(e, 1000))   # drop ORT's source location
             raise ModelError(f"onnxruntime cannot run the model to profile its activations ({why[:200]})",
                              f"re-export the model at an opset this onnxruntime supports ({TESTED_OPSETS})") from None

@@ -21,6 +21,7 @@ import numpy as np
 
 from snncc import nn, synapses
 from snncc.analog import preprocess
+from snncc.data import check_images
 from snncc.errors import DataError
 from snncc.ir import EdgeKind, Graph, IRError, Synapse
 from snncc.runtime import kernels as K
@@ -44,6 +45,43 @@ def _t2(v):
 
 #: the longest simulation ``run`` accepts (predictions are kept per image and step: 8 MB per image here)
 MAX_TIMESTEPS = 1_000_000
+
+
+def _integral(v) -> bool:
+    """An int (numpy's included), not a bool."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def check_timesteps(timesteps) -> int:
+    """``timesteps`` as an int in 1..MAX_TIMESTEPS, else :class:`DataError`."""
+    if not _integral(timesteps) or timesteps <= 0:
+        raise DataError(f"timesteps must be a positive integer, got {timesteps!r}", "e.g. -T 256")
+    if timesteps > MAX_TIMESTEPS:
+        raise DataError(f"{timesteps} time steps is more than this runtime simulates ({MAX_TIMESTEPS:,}; the "
+                        f"prediction of every step is kept)", f"use -T {MAX_TIMESTEPS} or fewer")
+    return int(timesteps)
+
+
+def check_labels(labels, n: int, classes: int) -> np.ndarray:
+    """``labels`` as (n,) int64 class indices in 0..classes-1 (a column (n, 1) is accepted), else DataError."""
+    y = np.asarray(labels)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or y.shape[0] != n:
+        raise DataError(f"labels of shape {y.shape} for {n} images", f"give one label per image, shape ({n},)")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"labels have dtype {y.dtype}; expected integer class indices", "pass labels as integers")
+    if n and (y.min() < 0 or y.max() >= classes):
+        raise DataError(f"labels range over {int(y.min())}..{int(y.max())} but the network has {classes} classes",
+                        f"use 0-based class indices 0..{classes - 1}")
+    return y.astype(np.int64)
+
+
+def _positive(name: str, v) -> int:
+    if not _integral(v) or v <= 0:
+        raise DataError(f"{name} must be a positive integer, got {v!r}", f"e.g. {name}=64" if name == "batch_size"
+                        else f"e.g. {name}=2, or None for the default")
+    return int(v)
 
 
 # ----------------------------------------------------------------------------------
@@ -92,10 +130,12 @@ class RunResult:
         """Accuracy of the prediction after step ``t`` (1..T; default T)."""
         if self.labels is None:
             raise DataError("no labels were given to run()", "pass labels=... to Network.run")
-        t = self.timesteps if t is None else int(t)
-        if not 1 <= t <= self.timesteps:
-            raise ValueError(f"t must be in 1..{self.timesteps}, got {t}")
-        return float(np.mean(self.predictions[:, t - 1] == self.labels))
+        if t is None:
+            t = self.timesteps
+        if not _integral(t) or not 1 <= t <= self.timesteps:
+            raise DataError(f"accuracy(t): t must be a step 1..{self.timesteps}, got {t!r}",
+                            f"e.g. accuracy({self.timesteps}), or accuracy() for the last step")
+        return float(np.mean(self.predictions[:, int(t) - 1] == self.labels))
 
     @property
     def total_sops(self) -> np.ndarray:
@@ -419,28 +459,25 @@ class Network:
         t = 1..T of each batch; ``record`` names populations whose per-neuron rates are
         returned; ``trace`` keeps every spike train and output potential (small nets).
         """
-        T = int(timesteps)
-        if T <= 0:
-            raise DataError(f"timesteps must be a positive integer, got {timesteps!r}", "e.g. -T 256")
-        if T > MAX_TIMESTEPS:
-            raise DataError(f"{T} time steps is more than this runtime simulates ({MAX_TIMESTEPS:,}; the prediction "
-                            f"of every step is kept)", f"use -T {MAX_TIMESTEPS} or fewer")
-        x = np.asarray(x)
-        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
-            raise DataError(f"expected raw channels-last data of shape (N, {', '.join(map(str, self.input_shape))}),"
-                            f" got {x.shape}", "convert the data to the model's input shape")
+        T = check_timesteps(timesteps)
+        want = f"(N, {', '.join(map(str, self.input_shape))})"
+        x = check_images(x, want, "data")
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise DataError(f"expected raw channels-last data of shape {want}, got {x.shape}",
+                            "convert the data to the model's input shape")
         n = x.shape[0]
-        if labels is not None:
-            labels = np.asarray(labels).reshape(-1)
-            if labels.shape[0] != n:
-                raise DataError(f"{labels.shape[0]} labels for {n} images", "give one label per image")
-        record = list(record)
+        labels = None if labels is None else check_labels(labels, n, self.n_classes)
+        record = [record] if isinstance(record, str) else list(record or ())
         known = {p.name for p in self.pops}
         for r in record:
             if r not in known:
                 raise DataError(f"cannot record unknown population {r!r}",
                                 f"choose among {', '.join(sorted(known))}")
-        batch_size = max(1, int(batch_size))
+        batch_size = _positive("batch_size", batch_size)
+        threads = None if threads is None else _positive("threads", threads)
+        if callback is not None and not callable(callback):
+            raise DataError(f"callback must be callable, got {type(callback).__name__}",
+                            "pass a function callback(t, predictions_at_t, batch_slice)")
         old_threads = numba.get_num_threads()
         if not threads and min(n, batch_size) * self._neurons < _SERIAL_BELOW:
             threads = 1     # tiny nets: a parallel launch per kernel costs more than the work

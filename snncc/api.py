@@ -20,7 +20,7 @@ import numpy as np
 
 from snncc import data as _data
 from snncc import snnfile
-from snncc.errors import DataError, SnnccError, SnnFileError
+from snncc.errors import DataError, SnnccError, SnnFileError, one_line
 from snncc.ir import Graph
 from snncc.presets import MAXGATE_RULES, PERCENTILE_OF, PRESETS, ZETA_IMAGES, ZETA_TIMESTEPS  # noqa: F401 (re-exported)
 
@@ -126,7 +126,7 @@ class SpikingNetwork:
 
     def prepare(self, x: np.ndarray, what: str = "data", log: Callable | None = None) -> np.ndarray:
         """Raw images in either layout -> channels-last float32, checked."""
-        return _data.to_channels_last(np.asarray(x), self.input_shape,
+        return _data.to_channels_last(x, self.input_shape,
                                       self.graph.meta.get("input_layout", "NCHW"), what, log)
 
     # -- running --------------------------------------------------------------
@@ -144,9 +144,9 @@ class SpikingNetwork:
         (``labels``, ``early_exit``, ``threads``, ``batch_size``, ``callback``,
         ``progress``, ``record``, ``trace``).  Returns its ``RunResult``.
         """
-        if not isinstance(timesteps, (int, np.integer)) or timesteps <= 0:
-            raise DataError(f"timesteps must be a positive integer, got {timesteps!r}", "e.g. -T 256")
-        return self.runtime.run(self.prepare(x), int(timesteps), **kw)
+        from snncc.runtime.network import check_timesteps
+        T = check_timesteps(timesteps)          # before preparing a large batch
+        return self.runtime.run(self.prepare(x), T, **kw)
 
     def analog(self, x: np.ndarray) -> np.ndarray:
         """The normalised ANN view (ReLU kept) of the network: logits / lambda_out."""
@@ -265,6 +265,6 @@ def load(path: str) -> SpikingNetwork:
         raise
     except (ValueError, TypeError, IndexError, KeyError) as e:
         raise SnnFileError(f"{str(path)!r} holds a network the runtime cannot build ({type(e).__name__}: "
-                           f"{' '.join(str(e).split())[:120]})",
+                           f"{one_line(e, 120)})",
                            "re-create it with `snncc MODEL.onnx -o FILE.snn`") from None
     return net

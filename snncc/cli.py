@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from snncc.errors import SnnccError
+from snncc.errors import SnnccError, one_line
 from snncc.presets import MAXGATE_RULES, PERCENTILE_OF, PRESETS, ZETA_IMAGES, ZETA_TIMESTEPS
 
 SUBCOMMANDS = ("convert", "inspect", "eval")
@@ -266,20 +266,16 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("SNNCC_DEBUG"):
             raise
         where = f" {e.filename!r}" if getattr(e, "filename", None) else ""
-        sys.stderr.write(f"snncc: error: cannot access{where} ({_one_line(e.strerror or e)}) "
+        sys.stderr.write(f"snncc: error: cannot access{where} ({one_line(e.strerror or e)}) "
                          f"(fix: check the path and its permissions)\n")
         return 2
     except Exception as e:  # a bug: still one line; SNNCC_DEBUG=1 shows the traceback
         if os.environ.get("SNNCC_DEBUG"):
             raise
-        sys.stderr.write(f"snncc: internal error: {type(e).__name__}: {_one_line(e)} "
+        sys.stderr.write(f"snncc: internal error: {type(e).__name__}: {one_line(e)} "
                          f"(fix: rerun with SNNCC_DEBUG=1 for a traceback and report it)\n")
         return 1
 
-
-def _one_line(e) -> str:
-    s = " ".join(str(e).split())
-    return s[:200] if s else type(e).__name__
 
 
 if __name__ == "__main__":

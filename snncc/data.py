@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from snncc.errors import DataError
+from snncc.errors import DataError, one_line
 
 SEED = 0
 
@@ -27,7 +27,7 @@ def load_arrays(path: str, what: str = "data") -> tuple[np.ndarray, np.ndarray |
         obj = np.load(path, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         # numpy reads anything that is neither zip nor .npy as a pickle, which allow_pickle=False refuses
-        why = "neither a zip (.npz) nor a .npy file" if "pickled" in str(e) else _short(e)
+        why = "neither a zip (.npz) nor a .npy file" if "pickled" in str(e) else one_line(e, 160)
         raise DataError(f"{what} file {path!r} is not a readable .npz/.npy array file ({why})",
                         "save it with numpy.savez(path, x=images, y=labels) or numpy.save") from None
     if isinstance(obj, np.ndarray):
@@ -45,7 +45,7 @@ def load_arrays(path: str, what: str = "data") -> tuple[np.ndarray, np.ndarray |
                 raise DataError(f"{what} file {path!r} holds object arrays (pickled Python objects)",
                                 "save plain numeric arrays: numpy.savez(path, x=np.asarray(images, np.uint8), "
                                 "y=np.asarray(labels, np.int64))") from None
-            raise DataError(f"{what} file {path!r} is corrupt ({_short(e)})", "re-create the file") from None
+            raise DataError(f"{what} file {path!r} is corrupt ({one_line(e, 160)})", "re-create the file") from None
     x = _check_x(x, path, what)
     if y is not None:
         y = np.asarray(y).reshape(-1)
@@ -54,10 +54,6 @@ def load_arrays(path: str, what: str = "data") -> tuple[np.ndarray, np.ndarray |
                             "store integer class indices, one per image")
         y = y.astype(np.int64)
     return x, y
-
-
-def _short(e: Exception) -> str:
-    return str(e).splitlines()[0][:120] if str(e) else type(e).__name__
 
 
 def _check_x(x: np.ndarray, path: str, what: str) -> np.ndarray:
@@ -72,10 +68,33 @@ def _check_x(x: np.ndarray, path: str, what: str) -> np.ndarray:
         raise DataError(f"{what} array 'x' in {path!r} contains NaN or inf values "
                         f"({n_bad} of {x.shape[0]} images affected)",
                         "remove or repair those images")
-    if x.dtype.itemsize > 4 and x.size and np.max(np.abs(x)) > np.finfo(np.float32).max:
-        raise DataError(f"{what} array 'x' in {path!r} has values of magnitude up to {float(np.max(np.abs(x))):.3g}, "
-                        f"beyond float32 (the runtime's precision)", "store images in their natural range, "
-                        "e.g. uint8 0-255 or floats in [0, 1]")
+    check_float32_range(x, f"{what} array 'x' in {path!r}")
+    return x
+
+
+def check_float32_range(x: np.ndarray, what: str = "data") -> None:
+    """Finite values too large for float32 (the runtime's precision) would become inf."""
+    if x.dtype.itemsize > 4 and x.dtype != np.bool_ and x.size:
+        big = float(np.max(np.abs(x)))
+        if big > float(np.finfo(np.float32).max):
+            raise DataError(f"{what} has values of magnitude up to {big:.3g}, beyond float32 (the runtime's "
+                            f"precision)", "pass images in their natural range, e.g. uint8 0-255 or floats in [0, 1]")
+
+
+def check_images(x, shape_hint: str, what: str = "data") -> np.ndarray:
+    """``x`` as an array of real, finite numbers in float32 range with at least one image, else
+    :class:`DataError` (a list, a ragged list, strings, complex or object data, NaN/inf, N = 0)."""
+    try:
+        x = np.asarray(x)
+    except ValueError as e:                 # ragged nested lists
+        raise DataError(f"{what} is not a rectangular array ({one_line(e, 160)})",
+                        f"pass a numpy array of shape {shape_hint}") from None
+    if np.iscomplexobj(x) or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise DataError(f"{what} has dtype {x.dtype}; expected real numbers", "pass integer or float images")
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise DataError(f"{what} holds no images (shape {x.shape})", f"pass at least one image, shape {shape_hint}")
+    check_finite(x, what)
+    check_float32_range(x, what)
     return x
 
 
@@ -101,9 +120,8 @@ def to_channels_last(x: np.ndarray, hwc: tuple[int, int, int], model_layout: str
     Accepts the model's own layout or its transpose; one-channel data may omit
     the channel axis.  Anything else raises :class:`DataError`.
     """
-    if np.iscomplexobj(x) or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
-        raise DataError(f"{what} has dtype {x.dtype}; expected real numbers", "pass integer or float images")
     h, w, c = (int(v) for v in hwc)
+    x = check_images(x, f"(N, {c}, {h}, {w}) or (N, {h}, {w}, {c})", what)
     chw = (c, h, w)
     s = tuple(x.shape[1:])
     if x.ndim == 3 and c == 1 and s == (h, w):
@@ -120,6 +138,4 @@ def to_channels_last(x: np.ndarray, hwc: tuple[int, int, int], model_layout: str
         want = f"(N, {c}, {h}, {w})" if model_layout == "NCHW" else f"(N, {h}, {w}, {c})"
         raise DataError(f"{what} has shape {tuple(x.shape)} but the model expects {want}",
                         "pass images of the model's input size (channels first or last)")
-    out = np.ascontiguousarray(out, dtype=np.float32)
-    check_finite(out, what)
-    return out
+    return np.ascontiguousarray(out, dtype=np.float32)

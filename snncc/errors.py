@@ -40,3 +40,12 @@ class DataError(SnnccError):
 
 class SnnFileError(SnnccError):
     """A .snn file is missing, corrupt or of an unsupported format version."""
+
+
+def one_line(e: BaseException | str, limit: int = 240) -> str:
+    """A message (an exception's, whole: checker messages put the node on later lines) on one line,
+    cut at a word boundary to at most ``limit`` characters; the exception's type when it has none."""
+    s = " ".join(str(e).split())
+    if not s:
+        return type(e).__name__ if isinstance(e, BaseException) else ""
+    return s if len(s) <= limit else s[:limit].rsplit(" ", 1)[0] + " ..."

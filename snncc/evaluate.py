@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from snncc import data as _data
-from snncc.errors import DataError
+from snncc.errors import DataError, ModelError, one_line
 
 
 def checkpoints(T: int) -> list[int]:
@@ -50,14 +50,13 @@ def ann_predictions(onnx_path: str, graph, x_cl: np.ndarray, batch: int = 256) -
     import onnxruntime as ort
 
     from snncc.analog import preprocess
-    from snncc.errors import ModelError
     if not os.path.exists(onnx_path):
         raise ModelError(f"ANN model {onnx_path!r} not found", "pass the ONNX file the .snn was converted from")
     user = graph.meta.get("preprocess_user") or graph.meta.get("preprocess_external") or {}
     try:
         sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types
-        raise ModelError(f"onnxruntime cannot load {onnx_path!r} ({str(e).splitlines()[0][:100]})",
+        raise ModelError(f"onnxruntime cannot load {onnx_path!r} ({one_line(e, 120)})",
                          "pass a valid ONNX model") from None
     name = sess.get_inputs()[0].name
     layout = graph.meta.get("input_layout", "NCHW")
@@ -73,7 +72,7 @@ def ann_predictions(onnx_path: str, graph, x_cl: np.ndarray, batch: int = 256) -
             out = sess.run(None, {name: xb})[0]
         except Exception as e:  # onnxruntime's own exception types: the model takes other inputs
             raise ModelError(f"the ANN model {onnx_path!r} cannot run on this .snn's inputs "
-                             f"({' '.join(str(e).split())[:120]})",
+                             f"({one_line(e, 120)})",
                              "pass the ONNX file the .snn was converted from") from None
         out = out.reshape(out.shape[0], -1)
         if out.shape[1] != graph.output.shape[-1]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from snncc.errors import SnnFileError
+from snncc.errors import SnnFileError, one_line
 from snncc.ir import EdgeKind, Graph, Node, Synapse
 
 FORMAT = "snncc-snn"
@@ -230,7 +230,7 @@ def load(path: str) -> Graph:
     except SnnFileError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, json.JSONDecodeError) as e:
-        msg = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
+        msg = one_line(e, 120)
         raise SnnFileError(f"{path!r} is not a readable .snn file ({msg})", fix) from None
     try:
         g = Graph()

@@ -115,13 +115,76 @@ def test_run_callback_streams_every_step(net, test_data):
         np.testing.assert_array_equal(pred, res.predictions[sl, t - 1])
 
 
-@pytest.mark.parametrize("bad", [0, -5, 2.5, "8", None])
+@pytest.mark.parametrize("bad", [0, -5, 2.5, "8", None, True, 2_000_000])
 def test_timesteps_must_be_positive_integer(net, test_data, bad):
     x, _ = test_data
-    with pytest.raises(DataError) as e:
-        net.run(x[:2], timesteps=bad, progress=False)
-    assert "timesteps" in str(e.value) and "fix:" in str(e.value)
+    for run in (lambda T: net.run(x[:2], timesteps=T, progress=False),
+                lambda T: net.runtime.run(np.transpose(x[:2], (0, 2, 3, 1)), T, progress=False)):
+        with pytest.raises(DataError) as e:
+            run(bad)
+        assert "time steps" in str(e.value) or "timesteps" in str(e.value)
+        assert "fix:" in str(e.value) and "\n" not in str(e.value)
     assert net.run(x[:2], timesteps=np.int64(2), progress=False).predictions.shape == (2, 2)
+
+
+BAD_RUN_ARGS = {   # keyword arguments of run() -> words of the one-line DataError
+    "labels out of range": (dict(labels=np.arange(100, 104)), ["labels range over 100..103", "10 classes"]),
+    "labels negative": (dict(labels=-np.ones(4, int)), ["labels range over -1..-1"]),
+    "labels float": (dict(labels=np.zeros(4) + 0.5), ["dtype float64", "integer"]),
+    "labels str": (dict(labels=np.array(["1", "2", "3", "4"])), ["dtype <U1"]),
+    "labels 2-D": (dict(labels=np.zeros((2, 2), int)), ["shape (2, 2) for 4 images"]),
+    "labels too few": (dict(labels=np.zeros(3, int)), ["shape (3,) for 4 images"]),
+    "batch_size None": (dict(batch_size=None), ["batch_size", "None"]),
+    "batch_size 0": (dict(batch_size=0), ["batch_size", "got 0"]),
+    "threads 0": (dict(threads=0), ["threads", "got 0"]),
+    "threads float": (dict(threads=1.5), ["threads", "1.5"]),
+    "callback not callable": (dict(callback=5), ["callback must be callable", "int"]),
+    "record unknown": (dict(record=["nope"]), ["unknown population 'nope'"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RUN_ARGS))
+def test_run_rejects_bad_arguments_with_one_line(net, test_data, case):
+    kw, words = BAD_RUN_ARGS[case]
+    with pytest.raises(DataError) as e:
+        net.run(test_data[0][:4], timesteps=4, progress=False, **kw)
+    msg = str(e.value)
+    assert "\n" not in msg and "fix:" in msg and all(w in msg for w in words), msg
+
+
+@pytest.mark.parametrize("x, words", [
+    ([[1, 2], [3]], ["not a rectangular array"]),
+    (np.zeros((0, 1, 8, 8), np.uint8), ["no images"]),
+    (np.full((2, 1, 8, 8), 1e300), ["1e+300", "beyond float32"]),
+    (np.full((2, 1, 8, 8), "a"), ["dtype <U1"]),
+    (np.zeros((2, 1, 8, 8), complex), ["dtype complex128"]),
+])
+def test_run_and_analog_reject_bad_images(net, x, words):
+    for f in (lambda: net.run(x, timesteps=4, progress=False), lambda: net.analog(x)):
+        with pytest.raises(DataError) as e:
+            f()
+        assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_runtime_run_validates_like_the_api(net, test_data):
+    """Network.run (embedding without SpikingNetwork) checks its images as well."""
+    xh = np.transpose(test_data[0][:2], (0, 2, 3, 1)).astype(np.float32)
+    xh[0, 0, 0, 0] = np.nan
+    with pytest.raises(DataError, match="NaN or inf"):
+        net.runtime.run(xh, 4, progress=False)
+
+
+def test_record_accepts_one_name_or_none_and_accuracy_checks_t(net, test_data):
+    x, y = test_data[0][:4], test_data[1][:4]
+    pop = [p.name for p in net.graph.populations() if p.op == "neuron"][0]
+    r = net.run(x, timesteps=4, labels=y, record=pop, progress=False)
+    assert list(r.rates) == [pop] and r.rates[pop].shape[0] == 4
+    assert net.run(x, timesteps=4, record=None, progress=False).rates == {}
+    assert net.run(x, timesteps=4, labels=y.reshape(4, 1), progress=False).accuracy() == r.accuracy()
+    for bad in (0, 5, 2.5, "3"):
+        with pytest.raises(DataError, match="accuracy"):
+            r.accuracy(bad)
+    assert r.accuracy(np.int64(4)) == r.accuracy()
 
 
 def test_run_wrong_shape_raises_data_error(net):

@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 
 from snncc import ops as _ops
-from snncc.errors import ModelError, SnnccError
+from snncc.errors import ModelError, SnnccError, one_line
 from snncc.frontend import registry
 from snncc.frontend.fold import Folded, fold_constants
 from snncc.frontend.loader import check_input, graph_input, load_model, opset_of
@@ -254,8 +254,7 @@ def _guarded(fn):
         except RecursionError:
             raise ModelError("the model graph is too deep to process", "simplify the model") from None
         except Exception as e:  # noqa: BLE001
-            msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
-            raise ModelError(f"the model cannot be read ({type(e).__name__}: {msg})",
+            raise ModelError(f"the model cannot be read ({type(e).__name__}: {one_line(e, 160)})",
                              "the model looks malformed; re-export it with a current exporter") from None
     return wrapper
 

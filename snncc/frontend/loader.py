@@ -9,7 +9,7 @@ import os
 import onnx
 from google.protobuf.message import DecodeError
 
-from snncc.errors import ModelError
+from snncc.errors import ModelError, one_line
 
 #: model opsets covered by the tests (every one, see tests/frontend/test_opsdoc.py)
 MIN_OPSET, MAX_OPSET = 7, 21
@@ -110,15 +110,6 @@ def infer_shapes(m: onnx.ModelProto) -> onnx.ModelProto:
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"ONNX shape inference failed: {one_line(e)}",
                          "re-export the model with a fixed input size and a current opset") from None
-
-
-def one_line(e: BaseException, limit: int = 240) -> str:
-    """An exception's whole message on one line (checker messages put the node on later lines),
-    cut at a word boundary."""
-    s = " ".join(str(e).split())
-    if not s:
-        return type(e).__name__
-    return s if len(s) <= limit else s[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def opset_of(m: onnx.ModelProto, domain: str = "") -> int:
