@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from snncc.analog import run_batched
 from snncc.errors import DataError, ModelError
 from snncc.ir import Graph
 
@@ -168,7 +169,9 @@ class _OrtSource:
             x = x.transpose(0, 3, 1, 2)
         if self.shape is not None:
             x = x.reshape((x.shape[0],) + self.shape)
-        outs = self.sess.run(self.names, {self.input_name: np.ascontiguousarray(x.astype(self.dtype))})
+        x = np.ascontiguousarray(x.astype(self.dtype))
+        outs = run_batched(lambda b: self.sess.run(self.names, {self.input_name: b}), x,
+                           self.meta.get("onnx_batch"), x.shape[0])
         return dict(zip(self.names, outs))
 
 

@@ -44,3 +44,19 @@ def run_analog(graph: Graph, x: np.ndarray, keep: bool = False, raw: bool = True
             ins.append(a)
         vals[node.name] = OPS[node.op].forward(node, ins)
     return vals if keep else vals[graph.output.name]
+
+
+def run_batched(fn, x: np.ndarray, fixed: int | None, batch: int) -> list:
+    """``fn`` over ``x`` in batches: of ``batch`` images, or of exactly ``fixed`` images for an ONNX
+    model exported with a fixed batch size (the last batch padded by repeating its last image and
+    the padding's results dropped).  ``fn(xb)`` returns a list of arrays with images on axis 0;
+    the result is the list of their concatenations."""
+    step = int(fixed) if fixed else max(1, int(batch))
+    outs: list[list[np.ndarray]] = []
+    for i in range(0, x.shape[0], step):
+        xb = x[i:i + step]
+        k = xb.shape[0]
+        if fixed and k < fixed:
+            xb = np.concatenate([xb, np.repeat(xb[-1:], fixed - k, axis=0)])
+        outs.append([np.asarray(o)[:k] for o in fn(xb)])
+    return [np.concatenate(parts) for parts in zip(*outs)]

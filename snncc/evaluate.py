@@ -49,7 +49,7 @@ def ann_predictions(onnx_path: str, graph, x_cl: np.ndarray, batch: int = 256) -
     """Top-1 class of the source ONNX model for each (raw, channels-last) image."""
     import onnxruntime as ort
 
-    from snncc.analog import preprocess
+    from snncc.analog import preprocess, run_batched
     if not os.path.exists(onnx_path):
         raise ModelError(f"ANN model {onnx_path!r} not found", "pass the ONNX file the .snn was converted from")
     user = graph.meta.get("preprocess_user") or graph.meta.get("preprocess_external") or {}
@@ -63,9 +63,11 @@ def ann_predictions(onnx_path: str, graph, x_cl: np.ndarray, batch: int = 256) -
 
     class _G:  # preprocess() reads graph.meta['preprocess']
         meta = {"preprocess": user}
-    preds = []
-    for i in range(0, x_cl.shape[0], batch):
-        xb = preprocess(_G, x_cl[i:i + batch]).astype(np.float32)
+    shape = sess.get_inputs()[0].shape
+    fixed = shape[0] if shape and isinstance(shape[0], int) and shape[0] > 0 else None   # exported batch size
+
+    def logits(xb):
+        xb = preprocess(_G, xb).astype(np.float32)
         if layout == "NCHW":
             xb = np.ascontiguousarray(np.transpose(xb, (0, 3, 1, 2)))
         try:
@@ -78,8 +80,8 @@ def ann_predictions(onnx_path: str, graph, x_cl: np.ndarray, batch: int = 256) -
         if out.shape[1] != graph.output.shape[-1]:
             raise ModelError(f"the ANN model {onnx_path!r} has {out.shape[1]} outputs but the .snn has "
                              f"{graph.output.shape[-1]} classes", "pass the ONNX file the .snn was converted from")
-        preds.append(np.argmax(out, axis=1))
-    return np.concatenate(preds) if preds else np.zeros(0, np.int64)
+        return [np.argmax(out, axis=1)]
+    return run_batched(logits, x_cl, fixed, batch)[0] if x_cl.shape[0] else np.zeros(0, np.int64)
 
 
 def layer_correlation(net, x_cl: np.ndarray, timesteps: int, images: int = 32) -> dict[str, float]:

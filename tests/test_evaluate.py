@@ -222,3 +222,44 @@ def test_eval_writes_json_and_plot_together_or_neither(digits_snn, tmp_path, cap
                      "-q")
     assert rc == 2 and "No space left" in se and se.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fixed_batch_onnx_converts_and_evaluates(tmp_path, capsys):
+    """A model exported with a fixed batch size (torch.onnx.export without dynamic_axes) profiles and
+    runs as the ANN in batches of exactly that size, the last one padded (101 = 33 x 3 + 2 images)."""
+    import onnx
+    m = onnx.load(MODEL)
+    for vi in (m.graph.input[0], *m.graph.output):
+        d0 = vi.type.tensor_type.shape.dim[0]
+        d0.ClearField("dim_param")
+        d0.dim_value = 3
+    del m.graph.value_info[:]
+    fixed = tmp_path / "fixed3.onnx"
+    onnx.save(m, str(fixed))
+    snn = tmp_path / "fixed3.snn"
+    rc, so, se = cli(capsys, fixed, "-o", snn, "--calib", CALIB, *PRE, "--calibrate-bias", "0", "--calib-limit", 100,
+                     "-q")
+    assert rc == 0, se
+    assert snncc.load(str(snn)).graph.meta["onnx_batch"] == 3
+    j = tmp_path / "r.json"
+    rc, so, se = cli(capsys, "eval", snn, "--data", TEST, "-T", 16, "--limit", 101, "--ann", fixed, "--json", j, "-q")
+    assert rc == 0, se
+    r = json.load(open(j))
+    rc, so, se = cli(capsys, "eval", snn, "--data", TEST, "-T", 16, "--limit", 101, "--ann", MODEL, "--json", j, "-q")
+    assert rc == 0 and "warning" in se       # the dynamic-batch original: same predictions
+    assert json.load(open(j))["ann_accuracy"] == r["ann_accuracy"] and r["images"] == 101
+
+
+def test_run_batched_pads_to_a_fixed_batch():
+    from snncc.analog import run_batched
+    x = np.arange(7)[:, None] * np.ones((1, 2))
+    seen = []
+
+    def fn(xb):
+        seen.append(len(xb))
+        return [xb.sum(axis=1), xb[:, :1]]
+    s, first = run_batched(fn, x, 3, 100)
+    assert seen == [3, 3, 3] and np.array_equal(s, 2 * np.arange(7)) and first.shape == (7, 1)
+    seen.clear()
+    run_batched(fn, x, None, 4)
+    assert seen == [4, 3]

@@ -332,6 +332,7 @@ def import_onnx(model) -> Graph:
         "input_layout": layout,
         "input_name": in_name,
         "onnx_input_shape": tuple(int(d) for d in dims[1:]),
+        "onnx_batch": ctx.static_batch,     # the exported model's fixed batch size (None: dynamic)
         "output_name": ctx.logits_name,
         "onnx_output_name": ctx.output_name,
         "preprocess": {"scale": 1.0, "mean": None, "std": None},
