@@ -19,8 +19,9 @@ op is pushed onto the terms of the sum:
   ``EdgeKind.SHORTCUT``;
 * ``subsample`` and channel ``pad`` of a population (option-A shortcut) -> one
   ``subsample_pad`` synapse, ``EdgeKind.SHORTCUT``;
-* a conv and an identity of the same population (a residual block with one conv)
-  -> one ``conv`` synapse, the identity added to the centre tap's diagonal;
+* convs of the same population whose kernels nest (same stride/dilation/groups), and the
+  identity (a 1x1 ``diag(s)`` conv) -> one ``conv`` synapse (a residual block with one conv,
+  RepVGG-style 3x3 + 1x1 + identity branches), the smaller kernel added into the larger;
 * a conv(+BN) projection (option B) whose source is an *ancestor* of another
   operand's source (the block input skipping over the block) -> ``conv``
   synapse on an ``EdgeKind.SHORTCUT`` edge;
@@ -135,31 +136,66 @@ def _add_terms(node: Node, a: Term, b: Term) -> Term:
         return a
     if len(a.shape) == 1:
         return Term(a.src, a.src_shape, a.shape, Synapse("dense", {}, {"weight": _matrix(a) + _matrix(b)}))
-    merged = _identity_into_conv(a, b) or _identity_into_conv(b, a)
+    merged = _conv_terms_merged(a, b)
     if merged is not None:
         return merged
     _err(node, f"two different linear maps of {a.src!r} are summed",
-         "the IR allows one synapse per population pair: use two convs per residual block, as ResNets do, "
-         "or add the identity into the conv's centre tap before exporting")
+         "the IR allows one synapse per population pair; only convs whose kernels nest (same stride, "
+         "dilation and groups) and the identity merge into one: merge the branches in the model")
 
 
-def _identity_into_conv(c: Term, t: Term) -> Term | None:
-    """``conv(a) + s * a`` as one conv (a residual block with a single conv): the identity is the
-    tap that maps every position onto itself, so ``W[kh, kw, i, i] += s_i`` there -- exact.  Needs
-    groups 1, stride 1, equal in/out shapes and a tap at the padding offset; else None."""
-    if c.syn is None or c.syn.op != "conv" or t.syn is not None or not t.trivial() or t.flat:
+def _conv_terms_merged(a: Term, b: Term) -> Term | None:
+    """Two terms of one source that are both convolutions -- or a conv and the identity -- as one conv
+    (a residual block with one conv, RepVGG-style 3x3 + 1x1 (+ identity) branches), else None.  Exact:
+    see :func:`_merge_convs`; the identity is the 1x1 conv ``diag(s)``."""
+    if a.syn is None:
+        a, b = b, a
+    if a.syn is None or a.syn.op != "conv":
         return None
-    at = c.syn.attrs
-    st, dil = _t(at.get("stride", (1, 1))), _t(at.get("dilation", (1, 1)))
-    pt, pl = _t(at.get("pads", (0, 0, 0, 0)))[:2]
-    w = c.syn.params["weight"]                      # (KH, KW, Cin, Cout)
-    if int(at.get("groups", 1)) != 1 or st != (1, 1) or tuple(c.shape) != tuple(c.src_shape) \
-            or pt % dil[0] or pl % dil[1] or pt // dil[0] >= w.shape[0] or pl // dil[1] >= w.shape[1]:
+    sb = b.syn if b.syn is not None else _identity_conv(b, a.syn)
+    if sb is None or sb.op != "conv":
         return None
-    w = w.copy()
-    i = np.arange(w.shape[2])
-    w[pt // dil[0], pl // dil[1], i, i] += np.asarray(t.scale, w.dtype)
-    return Term(c.src, c.src_shape, c.shape, Synapse("conv", dict(at), {**c.syn.params, "weight": w}))
+    syn = _merge_convs(a.syn, sb)
+    return None if syn is None else Term(a.src, a.src_shape, a.shape, syn)
+
+
+def _identity_conv(t: Term, like: Synapse) -> Synapse | None:
+    """The identity term ``s * a`` as a 1x1 conv with ``like``'s groups (``W[0, 0, o % Cg, o] = s_o``)."""
+    if not t.trivial() or t.flat or tuple(t.shape) != tuple(t.src_shape):
+        return None
+    c = int(t.shape[-1])
+    g = int(like.attrs.get("groups", 1))
+    cg = c // g
+    w = np.zeros((1, 1, cg, c), like.params["weight"].dtype)
+    o = np.arange(c)
+    w[0, 0, o % cg, o] = np.asarray(t.scale, w.dtype)
+    return Synapse("conv", {"stride": (1, 1), "pads": (0, 0, 0, 0), "dilation": _t(like.attrs.get("dilation", (1, 1))),
+                            "groups": g}, {"weight": w})
+
+
+def _merge_convs(a: Synapse, b: Synapse) -> Synapse | None:
+    """``conv_a(x) + conv_b(x)`` as one conv when b's kernel fits inside a's at the offset their pads
+    imply (same stride, dilation, groups and channels): output ``o`` reads input row
+    ``o*s - pt + kh*d``, so b's tap ``kh`` is a's tap ``kh + (pt_a - pt_b)/d``, and
+    ``W_a[oh:oh+KHb, ow:ow+KWb] += W_b`` gives the sum exactly (zero padding is zero for both)."""
+    def geom(s):
+        at = s.attrs
+        return _t(at.get("stride", (1, 1))), _t(at.get("dilation", (1, 1))), int(at.get("groups", 1))
+    wa, wb = a.params["weight"], b.params["weight"]
+    if geom(a) != geom(b) or wa.shape[2:] != wb.shape[2:]:
+        return None
+    if wb.shape[0] > wa.shape[0] or wb.shape[1] > wa.shape[1]:
+        a, b, wa, wb = b, a, wb, wa
+    (_, dil, _), pa, pb = geom(a), _t(a.attrs.get("pads", (0, 0, 0, 0))), _t(b.attrs.get("pads", (0, 0, 0, 0)))
+    offs = []
+    for ax in range(2):
+        d = pa[ax] - pb[ax]
+        if d < 0 or d % dil[ax] or d // dil[ax] + wb.shape[ax] > wa.shape[ax]:
+            return None
+        offs.append(d // dil[ax])
+    w = np.array(wa, copy=True)
+    w[offs[0]:offs[0] + wb.shape[0], offs[1]:offs[1] + wb.shape[1]] += wb
+    return Synapse("conv", dict(a.attrs), {**a.params, "weight": w})
 
 
 class _Lowerer:

@@ -102,16 +102,37 @@ def test_idempotent():
     twice_equals_once(eliminate_sums.run, _prep(plain))
 
 
-@pytest.mark.parametrize("k, pads, conv_first", [(3, 1, True), (3, 1, False), (5, 2, True), (1, 0, True)])
-def test_one_conv_residual_block_is_one_conv(k, pads, conv_first):
-    """relu(x + conv(x)) (and the affine-scaled identity of a folded BN): the identity is added to the
-    conv's centre tap, exactly, whichever operand of the add comes first."""
-    b = OB((5, 5, 3), seed=3)
-    r = b.relu(b.conv("in", 4))
-    c = b.conv(r, 4, k=k, pads=pads)
-    s = b.affine(r)
-    z = b.relu(b.add(c, s) if conv_first else b.add(s, c))
-    g = b.done(b.dense(b.flatten(b.conv(z, 2)), 3))
+def _one_source_block(branches, c=4, hw=5, seed=3):
+    """relu(sum of branches(r)) for r = relu(conv(in)); each branch a conv spec dict or "id"."""
+    b = OB((hw, hw, 3), seed=seed)
+    r = b.relu(b.conv("in", c))
+    terms = []
+    for spec in branches:
+        if spec == "id":
+            terms.append(b.affine(r))
+            continue
+        k, dil, g = spec.get("k", 3), spec.get("dil", 1), spec.get("groups", 1)
+        p = spec.get("pads", dil * (k // 2))
+        w = b.r(k, k, c // g, c) * 0.5
+        terms.append(b._add("conv", [r], {"stride": (1, 1), "pads": (p,) * 4, "groups": g, "dilation": (dil, dil)},
+                            {"weight": w, "bias": b.r(c, lo=-0.2, hi=0.2)}))
+    z = terms[0]
+    for t in terms[1:]:
+        z = b.add(z, t)
+    z = b.relu(z)
+    return b.done(b.dense(b.flatten(b.conv(z, 2)), 3)), r, z
+
+
+@pytest.mark.parametrize("branches", [
+    [{"k": 3}, "id"], ["id", {"k": 3}], [{"k": 5}, "id"], [{"k": 1, "pads": 0}, "id"],   # one-conv residual blocks
+    [{"k": 3, "groups": 4}, "id"], [{"k": 3, "groups": 2}, "id"],                         # depthwise / grouped
+    [{"k": 3}, {"k": 1, "pads": 0}, "id"],                                                # RepVGG block
+    [{"k": 1, "pads": 0}, {"k": 3}], [{"k": 3, "dil": 2}, "id"], [{"k": 5}, {"k": 3}],
+])
+def test_nested_convs_and_identity_of_one_source_merge_exactly(branches):
+    """Convs of one population whose kernels nest, and the identity (a 1x1 diag conv), become one conv
+    synapse: the smaller kernel added into the larger at the offset the pads imply -- exact."""
+    g, r, z = _one_source_block(branches)
     g0 = g.copy()
     g = eliminate_sums.run(merge_linear.run(g, None), None)
     verify(g)
@@ -119,11 +140,10 @@ def test_one_conv_residual_block_is_one_conv(k, pads, conv_first):
     assert_analog_equal(g0, g, np.random.default_rng(1).normal(size=(6, 5, 5, 3)))
 
 
-def test_two_different_convs_of_one_source_still_refused():
-    """Two convs of one population with different kernels (no identity to fold) stay a one-line error."""
-    b = OB((4, 4, 2), seed=1)
-    r = b.relu(b.conv("in", 2))
-    g = b.done(b.conv(b.relu(b.add(b.conv(r, 2, stride=2), b.conv(r, 2, k=1, stride=2))), 2))
-    g = merge_linear.run(g, None)
-    with pytest.raises(ModelError, match="two different linear maps"):
-        eliminate_sums.run(g, None)
+@pytest.mark.parametrize("branches", [[{"k": 3}, {"k": 3, "dil": 2}], [{"k": 3}, {"k": 3, "groups": 2}]])
+def test_convs_that_do_not_nest_still_refused(branches):
+    """Different dilations or groups: no single kernel of the same geometry holds both -- one-line error."""
+    g, _, _ = _one_source_block(branches)
+    with pytest.raises(ModelError, match="two different linear maps") as e:
+        eliminate_sums.run(merge_linear.run(g, None), None)
+    assert "nest" in e.value.hint
