@@ -1078,6 +1078,28 @@ def global_maxpool(ctx: Ctx, node):
     ctx.set(node.output[0], Feat(nm, 4, f.perm))
 
 
+def _spatial_reduce(ctx: Ctx, node, what: str) -> Feat:
+    """The operand of a ReduceMean/ReduceMax over exactly the two spatial axes of a feature map."""
+    f = ctx.feat(node.input[0])
+    if f.rank != 4 or f.view is not None:
+        raise ctx.error(f"{node.op_type} of a rank-{f.rank} tensor", "reduce over the spatial axes of a feature map")
+    axes = _axes(ctx, node)
+    if axes is None:
+        raise ctx.error("reduces over all axes", f"reduce over the two spatial axes ({what})")
+    axes = {a + 4 if a < 0 else a for a in axes}
+    if axes != {f.perm[1], f.perm[2]}:
+        raise ctx.error(f"reduces axes {sorted(axes)}, not the spatial axes {sorted((f.perm[1], f.perm[2]))}",
+                        f"only {what} over H and W is supported")
+    return f
+
+
+def _keepdims(ctx: Ctx, node, nm: str, f: Feat) -> None:
+    if int(attrs(node).get("keepdims", 1)):
+        ctx.set(node.output[0], Feat(nm, 4, f.perm))
+    else:
+        ctx.set(node.output[0], Feat(ctx.add("flatten", [nm], name=(node.name or node.output[0]) + "_flatten"), 2))
+
+
 @register("ReduceMean")
 def reduce_mean(ctx: Ctx, node):
     """Mean over the spatial axes (Keras ``GlobalAveragePooling2D``).
@@ -1087,19 +1109,23 @@ def reduce_mean(ctx: Ctx, node):
     Rejects: any other set of axes; no axes (reduce over everything).
     Opsets: ``axes`` is an attribute before opset 18, a constant input from opset 18.
     """
-    f = ctx.feat(node.input[0])
-    if f.rank != 4 or f.view is not None:
-        raise ctx.error(f"ReduceMean of a rank-{f.rank} tensor", "reduce over the spatial axes of a feature map")
-    axes = _axes(ctx, node)
-    if axes is None:
-        raise ctx.error("reduces over all axes", "reduce over the two spatial axes (global average pooling)")
-    axes = {a + 4 if a < 0 else a for a in axes}
-    if axes != {f.perm[1], f.perm[2]}:
-        raise ctx.error(f"reduces axes {sorted(axes)}, not the spatial axes {sorted((f.perm[1], f.perm[2]))}",
-                        "only global average pooling over H and W is supported")
-    nm = ctx.add("globalavgpool", [f.node])
-    g = Feat(nm, 4, f.perm)
-    if int(attrs(node).get("keepdims", 1)):
-        ctx.set(node.output[0], g)
-    else:
-        ctx.set(node.output[0], Feat(ctx.add("flatten", [nm], name=(node.name or node.output[0]) + "_flatten"), 2))
+    f = _spatial_reduce(ctx, node, "global average pooling")
+    _keepdims(ctx, node, ctx.add("globalavgpool", [f.node]), f)
+
+
+@register("ReduceMax")
+def reduce_max(ctx: Ctx, node):
+    """Maximum over the spatial axes (``torch.amax(x, (2, 3))``, ``AdaptiveMaxPool2d(1)`` exported with
+    ``dynamo=True``).
+
+    IR: ``maxpool`` (kernel = the whole map; + ``flatten`` with ``keepdims=0``)
+    Accepts: exactly the two spatial axes of a rank-4 feature map that is a ReLU or pooled ReLU output.
+    Rejects: any other set of axes; no axes (reduce over everything).
+    Opsets: ``axes`` is an attribute before opset 18, a constant input from opset 18.
+    """
+    f = _spatial_reduce(ctx, node, "global max pooling")
+    h, w, _ = ctx.ir_shape(f)
+    keep = int(attrs(node).get("keepdims", 1))
+    nm = ctx.add("maxpool", [f.node], {"kernel": (h, w), "stride": (1, 1), "pads": (0, 0, 0, 0)},
+                 onnx_tensor=node.output[0], onnx_perm=tuple(f.perm) if keep else None)
+    _keepdims(ctx, node, nm, f)

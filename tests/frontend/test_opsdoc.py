@@ -138,13 +138,14 @@ def all_ops_model(opset: int, seed: int = 0) -> onnx.ModelProto:
     h = nd("AveragePool", [h], kernel_shape=[2, 2], strides=[1, 1], pads=[1, 1, 0, 0])
     h = nd("Dropout", [h])
     # three heads, summed: ReduceMean/Squeeze/Unsqueeze/Flatten/Gemm/Reshape/MatMul,
-    # GlobalMaxPool/Flatten/Gemm and GlobalAveragePool/Flatten/Gemm
+    # GlobalMaxPool/Flatten/Gemm (+ ReduceMax/Gemm) and GlobalAveragePool/Flatten/Gemm
     a = axes_op("ReduceMean", h, [2, 3], 18, keepdims=1)
     a = axes_op("Unsqueeze", axes_op("Squeeze", a, [2, 3], 13), [2], 13)
     a = nd("Relu", [nd("Gemm", [nd("Flatten", [a], axis=1), w(12, 16), w(12, sc=0.1)], transB=1)])
     a = nd("Reshape", [a, c(np.array([-1, 12], np.int64))])
     a = nd("Add", [nd("MatMul", [a, w(12, 10)]), w(10, sc=0.1)])
     b = nd("Gemm", [nd("Flatten", [nd("GlobalMaxPool", [h])]), w(16, 10), w(10, sc=0.1)])
+    b = nd("Add", [b, nd("Gemm", [axes_op("ReduceMax", h, [2, 3], 18, keepdims=0), w(16, 10), w(10, sc=0.1)])])
     g = nd("Gemm", [nd("Flatten", [nd("GlobalAveragePool", [h])]), w(10, 16), w(10, sc=0.1)], transB=1)
     out = nd("LogSoftmax" if opset % 2 else "Softmax", [nd("Sum", [a, b, g])], axis=1)
     gr = helper.make_graph(nodes, "all_ops", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 12, 12])],
