@@ -341,7 +341,8 @@ class _Lowerer:
         if np.any(e.bias != 0):
             if any(attrs["pads"]):
                 _err(n, "a constant shift (bias/BN/affine with no ReLU between) before a zero-padded conv",
-                     "this is not exact at the borders; fold the shift in the model or remove the padding")
+                     "the padding would need the shift's value, not zero: put the BatchNorm before the ReLU "
+                     "(conv-BN-ReLU), or give the conv no padding")
             cg, cout, g_ = w.shape[2], w.shape[3], attrs["groups"]
             og = cout // g_
             idx = np.array([[(co // og) * cg + ci for co in range(cout)] for ci in range(cg)])

@@ -149,7 +149,10 @@ class SpikingNetwork:
         return self.runtime.run(self.prepare(x), T, **kw)
 
     def analog(self, x: np.ndarray) -> np.ndarray:
-        """The normalised ANN view (ReLU kept) of the network: logits / lambda_out."""
+        """The analog view (ReLU kept) of the spiking network as converted: the source model's
+        logits / lambda_out when only the exact passes ran; after bias calibration (the default preset)
+        or compensation (zeta != 1), the adjusted network the SNN approximates, close to but no longer
+        exactly the source model."""
         from snncc.analog import run_analog
         return run_analog(self.graph, self.prepare(x))
 

@@ -759,7 +759,7 @@ def cast(ctx: Ctx, node):
 
 def _softmax_check(ctx: Ctx, node):
     if node.output[0] != ctx.output_name:
-        return "Softmax/LogSoftmax is only supported as the last op after the logits"
+        return "Softmax/LogSoftmax is only supported as the last op after the logits (where it is dropped)"
     return None
 
 

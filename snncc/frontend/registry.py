@@ -38,8 +38,6 @@ RELU_HINT = ("integrate-and-fire neurons only represent ReLU (and ReLU6 via Clip
 OP_HINTS = {
     "Concat": "Concat of feature maps (DenseNet/Inception-style) is not supported: use residual Add "
               "blocks instead of concatenation",
-    "Softmax": "a Softmax/LogSoftmax may only be the last op after the logits (it is dropped there)",
-    "LogSoftmax": "a Softmax/LogSoftmax may only be the last op after the logits (it is dropped there)",
     "ConvTranspose": "transposed convolutions are not supported; use a classifier network",
     "Resize": "upsampling is not supported; use a classifier network",
     "Upsample": "upsampling is not supported; use a classifier network",

@@ -170,6 +170,16 @@ def one_conv_residual():
     return n.head(n.relu(n.node("Add", [x, y], "add2"), "relu2"), 4)
 
 
+def bn_after_relu():
+    """conv -> ReLU -> BatchNorm -> zero-padded conv: the BN's shift is not zero in the padding."""
+    n = Net()
+    x = n.relu(n.conv("input", 3, 4, "conv1"), "relu1")
+    one, shift = np.ones(4, np.float32), np.full(4, 0.5, np.float32)
+    x = n.node("BatchNormalization", [x, n.const(one), n.const(shift), n.const(np.zeros(4, np.float32)),
+                                      n.const(one)], "bn1")
+    return n.head(n.relu(n.conv(x, 4, 4, "conv2"), "relu2"), 4)
+
+
 def avgpool_negative():
     """conv -> BN -> AvgPool -> ReLU in the middle of the network."""
     n = Net()
@@ -294,6 +304,10 @@ CASES = {
     "conv_conv": (conv_conv, ModelError,
                   "cannot lower conv node 'conv2b/Conv': it follows another linear map of 'relu1/Relu' with no "
                   "ReLU between (fix: insert a ReLU between the two layers, or merge them in the model)"),
+    "bn_after_relu": (bn_after_relu, ModelError,
+                      "cannot lower conv node 'conv2/Conv': a constant shift (bias/BN/affine with no ReLU between) "
+                      "before a zero-padded conv (fix: the padding would need the shift's value, not zero: put the "
+                      "BatchNorm before the ReLU (conv-BN-ReLU), or give the conv no padding)"),
     "avgpool_negative": (avgpool_negative, ModelError,
                          "cannot lower avgpool node 'pool2/AveragePool': its operand is not a ReLU/pool population "
                          "(a linear op with no activation before it) (fix: put a ReLU before the pooling layer)"),
