@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from typing import Callable
 
 from snncc.ir import Graph, verify as _verify
@@ -37,7 +38,25 @@ PASS_NAMES = [fold_batchnorm.NAME, fold_input_affine.NAME, merge_linear.NAME, el
 
 
 def pass_name(fn) -> str:
-    return fn.__module__.rsplit(".", 1)[-1]
+    """A pass's name: its module's for the pipeline's ``module.run`` functions, else the function's
+    own name (``functools.partial`` objects give their function's)."""
+    f = getattr(fn, "func", fn)
+    name = getattr(f, "__name__", type(f).__name__)
+    mod = getattr(f, "__module__", None) or ""
+    return mod.rsplit(".", 1)[-1] if name == "run" and mod else name
+
+
+#: what ``--dump-ir`` writes: ``NN_<pass>.txt``; files of this form left by an earlier run are removed
+_DUMP_FILE = re.compile(r"^\d{2}_[A-Za-z0-9_.-]+\.txt$")
+
+
+def _fresh_dump_dir(d: str) -> None:
+    """Create ``d``, or empty it of an earlier run's dump files (other files are left alone), so the
+    directory never mixes the passes of two runs."""
+    os.makedirs(d, exist_ok=True)
+    for f in os.listdir(d):
+        if _DUMP_FILE.match(f) and os.path.isfile(os.path.join(d, f)):
+            os.unlink(os.path.join(d, f))
 
 
 def run_pipeline(graph: Graph, ctx: PassContext, verify: bool = False, dump_ir: str | None = None,
@@ -46,15 +65,17 @@ def run_pipeline(graph: Graph, ctx: PassContext, verify: bool = False, dump_ir: 
 
     ``verify``: :func:`snncc.ir.verify` after every pass.  ``dump_ir``: write
     ``DIR/NN_passname.txt`` after every pass (``00_input.txt`` = the graph as
-    received).  ``on_pass(name, graph)`` is called after every pass.
+    received; dump files of an earlier run in DIR are removed first).  ``on_pass(name, graph)``
+    is called after every pass.  Names: :func:`pass_name`.
     """
     graph.meta.setdefault("preprocess_external", copy.deepcopy(graph.meta.get("preprocess")
                                                                or {"scale": 1.0, "mean": None, "std": None}))
     graph.meta["init_membrane"] = float(ctx.init_membrane)
     if dump_ir:
-        os.makedirs(dump_ir, exist_ok=True)
+        _fresh_dump_dir(dump_ir)
+        level = "spiking level" if graph.is_spiking_level() else "op level"
         with open(os.path.join(dump_ir, "00_input.txt"), "w") as f:
-            f.write(dump_text(graph, "input (op level)"))
+            f.write(dump_text(graph, f"input ({level})"))
     if verify:
         _verify(graph)
     for i, fn in enumerate(PIPELINE if passes is None else passes, 1):

@@ -229,9 +229,7 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
                       channel_wise=opts.channel_wise,
                       shortcut_norm=opts.shortcut_norm, init_membrane=opts.init_membrane, zeta=zeta,
                       batch_size=opts.batch_size, progress=progress, log=log)
-    user_pre = dict(graph.meta["preprocess"])
-    graph = run_pipeline(graph, ctx, verify=verify, dump_ir=dump_ir)
-    graph.meta["preprocess_user"] = user_pre   # what the ONNX model itself expects applied to raw data
+    graph = run_pipeline(graph, ctx, verify=verify, dump_ir=dump_ir)   # keeps meta['preprocess_external']
     graph.meta["init_membrane"] = float(opts.init_membrane)
     for n in graph.populations():
         if n.op == "maxgate":

@@ -168,7 +168,7 @@ def _lambda_range(meta) -> tuple[float, float]:
 
 def _print_summary(con, net, out: str, seconds: float) -> None:
     g = net.graph
-    pops = g.populations()
+    pops = [p for p in g.populations() if p.op != "input"]      # as SpikingNetwork's repr counts them
     neurons = [p for p in pops if p.op == "neuron"]
     lo, hi = _lambda_range(g.meta)
     m = g.meta

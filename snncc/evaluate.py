@@ -52,7 +52,8 @@ def ann_predictions(onnx_path: str, graph, x_cl: np.ndarray, batch: int = 256) -
     from snncc.analog import preprocess, run_batched
     if not os.path.exists(onnx_path):
         raise ModelError(f"ANN model {onnx_path!r} not found", "pass the ONNX file the .snn was converted from")
-    user = graph.meta.get("preprocess_user") or graph.meta.get("preprocess_external") or {}
+    # what the ONNX model itself expects applied to raw data (files before 0.x also carry 'preprocess_user')
+    user = graph.meta.get("preprocess_external") or graph.meta.get("preprocess_user") or {}
     try:
         sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types

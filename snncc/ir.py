@@ -73,6 +73,16 @@ META_KEYS = {
     "compensation": "fit and search record of compensation (p, q, adj_r2, candidates)",
     "provenance": "source model hash, options, snncc version",
     "passes": "names of the passes applied, in order",
+    "preprocess_external": "the preprocessing the ONNX model itself expects of raw data (before "
+                           "fold_input_affine moved in-graph normalisation into 'preprocess')",
+    "onnx_output_name": "name of the ONNX graph output (after a dropped Softmax, 'output_name' is its input)",
+    "onnx_batch": "the ONNX model's fixed batch size, or None when the batch is dynamic",
+    "frontend": "import record: opset, dropped_output_ops, folded_ops, unused_nodes",
+    "normalized": "bool, set by normalize (lambda applied)",
+    "profile": "how activations were profiled: images, source ('onnxruntime' or 'analog')",
+    "bias_calibration": "record of the post-training bias calibration: timesteps, images, rounds, groups, "
+                        "mean_abs_gap per round",
+    "summary": "ops before conversion and seconds taken",
 }
 
 
@@ -211,6 +221,14 @@ class Graph:
         return counts
 
 
+def _check_param(what: str, v) -> None:
+    """A parameter: an array of finite numbers."""
+    if np.asarray(v).dtype.kind not in "fiub":
+        raise IRError(f"{what} has dtype {np.asarray(v).dtype}, not numbers")
+    if not np.all(np.isfinite(v)):
+        raise IRError(f"{what} has non-finite values")
+
+
 def verify(graph: Graph) -> None:
     """Check the IR invariants; raise :class:`IRError` naming the first violation.
 
@@ -241,8 +259,16 @@ def verify(graph: Graph) -> None:
         if node.op not in _ops.OPS:
             raise IRError(f"node {node.name!r} has unknown op {node.op!r}")
         for k, v in node.params.items():
-            if not np.all(np.isfinite(v)):
-                raise IRError(f"node {node.name!r} param {k!r} has non-finite values")
+            _check_param(f"node {node.name!r} param {k!r}", v)
+        if node.op in ("neuron", "output") and "bias" in node.params and node.shape \
+                and np.shape(node.params["bias"]) != (node.shape[-1],):
+            raise IRError(f"node {node.name!r} bias has shape {np.shape(node.params['bias'])}, expected "
+                          f"({node.shape[-1]},) (one per channel)")
+        cap = node.attrs.get("cap")
+        if cap is not None:
+            c = np.asarray(cap)
+            if c.dtype.kind not in "fiu" or not np.all(np.isfinite(c)) or not np.all(c > 0):
+                raise IRError(f"node {node.name!r} has cap {cap!r}; expected positive finite numbers")
         in_shapes = []
         for src, d in graph.in_edges(node.name):
             kind = d["kind"]
@@ -260,8 +286,7 @@ def verify(graph: Graph) -> None:
                 if syn is None or syn.op not in _syn.SYNAPSES:
                     raise IRError(f"{kind.value} edge {src}->{node.name} has no known synapse")
                 for k, v in syn.params.items():
-                    if not np.all(np.isfinite(v)):
-                        raise IRError(f"synapse {src}->{node.name} param {k!r} is non-finite")
+                    _check_param(f"synapse {src}->{node.name} param {k!r}", v)
                 try:
                     in_shapes.append(tuple(_syn.SYNAPSES[syn.op].out_shape(syn, tuple(src_shape))))
                 except (ValueError, KeyError, IndexError) as e:

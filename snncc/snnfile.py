@@ -8,7 +8,10 @@ Layout (a standard zip archive, readable with any zip tool)::
 
 Loading uses ``json`` and ``numpy.load(allow_pickle=False)`` only, so a file
 cannot execute code.  Integrity comes from the zip CRC-32 of every member
-(checked on load) and a SHA-256 of all arrays recorded in the manifest.
+(checked on load) and ``manifest['arrays_sha256']``: the SHA-256 of, for each array
+in numeric key order (a0, a1, ..., a10), its key followed by its ``.npy`` bytes (docs/usage.md
+shows a check in a few lines).  The manifest's structure and preprocessing record are
+validated on load.
 Writing is atomic: a temporary file in the target directory is fsynced and
 renamed over the destination, so a failure never leaves a half-written file.
 """

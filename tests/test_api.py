@@ -287,3 +287,8 @@ def test_resolve_options_takes_every_preset_value_and_overrides(preset):
     assert o2.percentile == 99.99 and o2.zeta_timesteps == 350 and o2.zeta_images == 256
     with pytest.raises(SnnccError, match="zeta-images"):
         resolve_options(preset, zeta_images=0)
+
+
+def test_every_meta_key_is_documented(net):
+    from snncc.ir import META_KEYS
+    assert set(net.graph.meta) <= set(META_KEYS), sorted(set(net.graph.meta) - set(META_KEYS))

@@ -70,11 +70,12 @@ def test_convert_default_spelling_writes_loadable_file_and_summary(tmp_path, cap
     assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # not mkstemp's 0600
     # the summary: one unwrapped line each, with the real numbers of the network
     g = net.graph
-    pops = g.populations()
+    pops = [p for p in g.populations() if p.op != "input"]
     neurons = [p for p in pops if p.op == "neuron"]
     wrote = [ln for ln in so.splitlines() if ln.startswith("wrote ")]
     assert len(wrote) == 1
     assert f"{len(pops)} populations ({len(neurons)} IF neuron layers" in wrote[0]
+    assert f"{len(pops)} populations" in repr(net)          # the same count as inspect's title
     assert f"{sum(int(np.prod(p.shape)) for p in neurons):,} neurons" in wrote[0]
     assert wrote[0].endswith(f"{g.nx.number_of_edges()} synapse edges")
     lam = [ln for ln in so.splitlines() if ln.strip().startswith("lambda ")]
@@ -430,7 +431,7 @@ BAD_CASES = {
                               ("malformed manifest", "noedges.snn", ["noedges.snn", "malformed manifest"]),
                               ("no preprocessing", "nopre.snn", ["nopre.snn", "meta.preprocess"]),
                               ("zero std", "zerostd.snn", ["zerostd.snn", "std", "positive"]),
-                              ("bias of the wrong shape", "badbias.snn", ["badbias.snn", "cannot build"]),
+                              ("bias of the wrong shape", "badbias.snn", ["badbias.snn", "invalid network", "bias has shape (2,"]),
                               ("missing", "nope.snn", ["nope.snn", "not found"]))},
     "eval data 3 channels": (["eval", "{snn}", "--data", "{in}/test_rgb.npz", "-T", "4"],
                              ["test data", "(10, 3, 8, 8)", "(N, 1, 8, 8)"]),

@@ -122,3 +122,23 @@ def test_check_outputs_refuses_inputs_and_duplicates(tmp_path):
 def test_unwritable_output(tmp_path):
     with pytest.raises(SnnFileError, match="does not exist"):
         snnfile.save(small_graph(), str(tmp_path / "nope" / "m.snn"))
+
+
+def test_arrays_sha256_follows_the_documented_recipe(tmp_path):
+    """docs/usage.md: sha256 over (key, .npy bytes) in numeric key order -- checkable without snncc."""
+    import hashlib
+    import json
+    g = small_graph()
+    for i in range(12):            # more than 10 arrays: numeric, not lexicographic, order matters
+        g.node("n2").params[f"extra{i}"] = np.full(3, float(i))
+    p = str(tmp_path / "m.snn")
+    snnfile.save(g, p)
+    with zipfile.ZipFile(p) as z:
+        names = z.namelist()
+        keys = sorted((n[7:-4] for n in names if n.startswith("arrays/")), key=lambda k: int(k[1:]))
+        assert len(keys) > 10 and set(names) == {"manifest.json"} | {f"arrays/{k}.npy" for k in keys}
+        h = hashlib.sha256()
+        for k in keys:
+            h.update(k.encode())
+            h.update(z.read(f"arrays/{k}.npy"))
+        assert h.hexdigest() == json.loads(z.read("manifest.json"))["arrays_sha256"]

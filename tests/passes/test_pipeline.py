@@ -134,3 +134,26 @@ def test_embedded_digits_resnet_option_a():
     g = _check_against_ort(path, import_onnx(path), raw, pre)
     short = sorted(dd["syn"].op for _, _, dd in g.nx.edges(data=True) if dd["kind"].value == "shortcut")
     assert short == ["identity", "identity", "subsample_pad"]
+
+
+def test_dump_dir_never_mixes_runs_and_custom_passes_keep_their_names(tmp_path):
+    """A second run into the same --dump-ir directory removes the first run's NN_*.txt (other files
+    stay); a custom pass is named after its function (a partial after the wrapped function)."""
+    import functools
+    g, x = resnet()
+    run_pipeline(g, ctx(x), dump_ir=str(tmp_path))
+    (tmp_path / "notes.md").write_text("mine")
+
+    def widen(graph, c, k=1):
+        return graph
+
+    g, x = resnet()
+    g = run_pipeline(g, ctx(x), dump_ir=str(tmp_path), passes=PIPELINE[:2] + [widen, functools.partial(widen, k=2)])
+    assert g.meta["passes"] == PASS_NAMES[:2] + ["widen", "widen"]
+    assert sorted(os.listdir(tmp_path)) == ["00_input.txt", "01_fold_batchnorm.txt", "02_fold_input_affine.txt",
+                                            "03_widen.txt", "04_widen.txt", "notes.md"]
+    assert (tmp_path / "00_input.txt").read_text().startswith("# input (op level)")
+    h = run_pipeline(g, ctx(x), dump_ir=str(tmp_path / "again"), passes=PIPELINE[2:])
+    assert (tmp_path / "again" / "00_input.txt").read_text().startswith("# input (op level)")
+    run_pipeline(h, ctx(x), dump_ir=str(tmp_path / "spiking"), passes=[])
+    assert (tmp_path / "spiking" / "00_input.txt").read_text().startswith("# input (spiking level)")
