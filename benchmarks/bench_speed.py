@@ -1,6 +1,6 @@
 """Speed of snncc's event-driven runtime against the ANN, a dense simulation and SpikingJelly.
 
-    python benchmarks/bench_speed.py -T 350 --n 200 --threads 2 --json benchmarks/results/speed_resnet20.json
+    python benchmarks/bench_speed.py -T 350 --n 200 --threads 2 --peer-n 200 --json benchmarks/results/speed_resnet20.json
 
 One run, the same test images and the same thread count for every system, on the
 shared CIFAR-10 ResNet-20 (``<shared>/models/resnet20-12fca82f.th``):
@@ -53,6 +53,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from snncc.argtypes import choices_list, positive_int   # standard library only: numpy is not loaded yet
+
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = 1 / 255
 MEAN = [0.485, 0.456, 0.406]
@@ -63,23 +65,23 @@ ACC_STEPS = (8, 16, 32, 64, 128, 256)
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-T", "--timesteps", type=int, default=350, help="simulation time steps (default 350)")
-    p.add_argument("--n", type=int, default=200, help="test images (seeded subset; default 200)")
-    p.add_argument("--threads", type=int, default=2, help="threads for every system (default 2)")
-    p.add_argument("--batch", type=int, default=50, help="images per batch for every system (default 50)")
+    p.add_argument("-T", "--timesteps", type=positive_int, default=350, help="simulation time steps (default 350)")
+    p.add_argument("--n", type=positive_int, default=200, help="test images (seeded subset; default 200)")
+    p.add_argument("--threads", type=positive_int, default=2, help="threads for every system (default 2)")
+    p.add_argument("--batch", type=positive_int, default=50, help="images per batch for every system (default 50)")
     p.add_argument("--shared", default=None, help="shared data/models dir (default $SNNCC_SHARED, else ../shared)")
     p.add_argument("--snn", default=None, help="use this .snn instead of converting")
     p.add_argument("--save-snn", default=None, metavar="PATH", help="save the converted network here (to profile it)")
     p.add_argument("--onnx", default=None, help="use this ONNX ResNet-20 instead of exporting the checkpoint")
-    p.add_argument("--calib-limit", type=int, default=1000, help="calibration images (default 1000)")
+    p.add_argument("--calib-limit", type=positive_int, default=1000, help="calibration images (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the test subset (default 0)")
-    p.add_argument("--dense", default="ort,reference",
+    p.add_argument("--dense", default="ort,reference", type=choices_list(("ort", "reference")),
                    help="dense baselines to run: comma list of ort, reference, or none (default both)")
-    p.add_argument("--dense-n", type=int, default=20, help="images for the onnxruntime dense simulation (default 20)")
-    p.add_argument("--ref-n", type=int, default=2, help="images for the numpy reference simulation (default 2)")
-    p.add_argument("--peer", default="best,default",
+    p.add_argument("--dense-n", type=positive_int, default=20, help="images for the onnxruntime dense simulation (default 20)")
+    p.add_argument("--ref-n", type=positive_int, default=2, help="images for the numpy reference simulation (default 2)")
+    p.add_argument("--peer", default="best,default", type=choices_list(("best", "default")),
                    help="SpikingJelly configurations: comma list of best, default, or none (default both)")
-    p.add_argument("--peer-n", type=int, default=50, help="images for SpikingJelly (evenly spread; default 50)")
+    p.add_argument("--peer-n", type=positive_int, default=50, help="images for SpikingJelly (evenly spread; default 50)")
     p.add_argument("--omp-wait-policy", choices=("passive", "active", "default"), default="passive",
                    help="OMP_WAIT_POLICY for numba's and PyTorch's OpenMP pools (default passive: idle threads "
                         "sleep instead of spinning; on a loaded machine spinning makes numba's one-parallel-region-"
@@ -490,7 +492,6 @@ def bench_peer(configs, shared: Path, calib_u8: np.ndarray, x_u8: np.ndarray, y:
     try:
         import torch
         from spikingjelly.activation_based import ann2snn, functional
-        import spikingjelly
     except ImportError as e:
         msg = f"SpikingJelly peer skipped: {e.name or e} is not installed (pip install -e \".[bench]\")"
         log(f"[yellow]{msg}[/yellow]")
@@ -503,7 +504,8 @@ def bench_peer(configs, shared: Path, calib_u8: np.ndarray, x_u8: np.ndarray, y:
     if diff > 1e-4:
         raise RuntimeError(f"ReLU-module ResNet differs from the checkpoint model (max |diff| {diff:.2e})")
     loader = [torch.from_numpy(normalise(calib_u8[i:i + 100])) for i in range(0, len(calib_u8), 100)]
-    out = {"version": spikingjelly.__version__ if hasattr(spikingjelly, "__version__") else "2.0.0",
+    from importlib.metadata import version
+    out = {"version": version("spikingjelly"),
            "torch": torch.__version__, "images": int(len(x_u8)), "configs": {}}
     for name in configs:
         cfg = PEER_CONFIGS[name]
@@ -589,6 +591,9 @@ def main(a) -> int:
                 return 2
             log("[yellow]no torch and no --onnx: the ANN row is skipped[/yellow]")
 
+    if a.save_snn:
+        from snncc.snnfile import check_writable
+        check_writable(a.save_snn)          # before the conversion, not after
     if a.snn:
         net = snncc.load(a.snn)
         source = {"snn": os.path.abspath(a.snn)}
@@ -637,7 +642,7 @@ def main(a) -> int:
     results["event_driven_early_exit"]["same_final_predictions"] = same_final
 
     # 2. dense baselines
-    kinds = [k.strip() for k in a.dense.split(",") if k.strip() and k.strip() != "none"]
+    kinds = a.dense
     full = ev[False]["pred_steps"]
     if "ort" in kinds and len(dense_idx):
         try:
@@ -665,11 +670,7 @@ def main(a) -> int:
         log(f"dense SNN (numpy reference, {d['images']} images): {d['ms_per_image']:.0f} ms/image")
 
     # 4. SpikingJelly
-    configs = [c.strip() for c in a.peer.split(",") if c.strip() and c.strip() != "none"]
-    for c in configs:
-        if c not in PEER_CONFIGS:
-            print(f"error: unknown --peer configuration {c!r} (choose among {', '.join(PEER_CONFIGS)})", file=sys.stderr)
-            return 2
+    configs = a.peer
     if configs and len(peer_idx):
         results["spikingjelly"] = bench_peer(configs, shared, cx, x[peer_idx], y[peer_idx], T, threads, a.batch, log)
     results["environment"]["loadavg_end"] = loadavg()
@@ -772,5 +773,15 @@ def summarise(r: dict, T: int, threads: int) -> None:
     con.print(f"load average start {r['environment']['loadavg_start']}, end {r['environment'].get('loadavg_end')}")
 
 
+def _main_one_line_errors(a) -> int:
+    """main(), with a bad file or setting reported in one line (exit 2), not as a traceback."""
+    from snncc.errors import SnnccError
+    try:
+        return main(a)
+    except (SnnccError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main(A))
+    sys.exit(_main_one_line_errors(A))

@@ -21,10 +21,14 @@ import os
 
 import numpy as np
 
+from snncc.argtypes import positive_int
+
 
 def split(data, parts, outdir):
     d = np.load(data)
     n = len(d["y"])
+    if parts > n:
+        raise ValueError(f"{data} has {n} images, fewer than the {parts} parts asked for")
     os.makedirs(outdir, exist_ok=True)
     bounds = np.linspace(0, n, parts + 1).astype(int)
     for i in range(parts):
@@ -81,16 +85,22 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("split", help="write consecutive parts of a .npz data set")
     s.add_argument("data")
-    s.add_argument("parts", type=int)
+    s.add_argument("parts", type=positive_int)
     s.add_argument("outdir")
     g = sub.add_parser("merge", help="merge snncc eval --json runs of disjoint image sets")
     g.add_argument("out")
     g.add_argument("inputs", nargs="+")
     a = ap.parse_args()
-    if a.cmd == "split":
-        split(a.data, a.parts, a.outdir)
-    else:
-        merge(a.out, a.inputs)
+    for p in [a.data] if a.cmd == "split" else a.inputs:
+        if not os.path.isfile(p):
+            ap.error(f"{p} not found")
+    try:
+        if a.cmd == "split":
+            split(a.data, a.parts, a.outdir)
+        else:
+            merge(a.out, a.inputs)
+    except (ValueError, KeyError, OSError) as e:   # not an .npz with x/y, not an eval JSON, unwritable output
+        ap.error(f"{type(e).__name__}: {e}")
 
 
 if __name__ == "__main__":

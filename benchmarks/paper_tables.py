@@ -29,6 +29,8 @@ import time
 
 import numpy as np
 
+from snncc.argtypes import positive_int
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "examples", "pytorch"))
 
@@ -58,18 +60,34 @@ def ann_accuracy(onnx_path, x, y, batch=500):
     return ok / len(x)
 
 
-def run_config(onnx_path, cfg, calib, xt, yt, T, calib_limit, workdir, tag, log):
+def _cached_run(path, images, T):
+    """The saved run at ``path`` if it was made on ``images`` test images for ``T`` steps, else None
+    (a run with other settings is never mixed into a new report)."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        r = json.load(f)
+    return r if r.get("images") == images and r.get("T") == T else None
+
+
+def run_config(onnx_path, cfg, calib, xt, yt, T, calib_limit, workdir, tag, log, report_only=False):
     import snncc
     from snncc.compensation import layer_errors
     res_path = os.path.join(workdir, f"{tag}.json")
-    if os.path.exists(res_path):
-        with open(res_path) as f:
-            return json.load(f)
+    cached = _cached_run(res_path, len(yt), T)
+    if cached is not None or report_only:
+        if cached is None and os.path.exists(res_path):
+            log(f"skipping {res_path}: made with other settings (rerun without --report-only to redo it)")
+        return cached
     snn_path = os.path.join(workdir, f"{tag}.snn")
-    if os.path.exists(snn_path):     # converted before (by this script or by `snncc` with the same options)
+    net = snncc.load(snn_path) if os.path.exists(snn_path) else None
+    made_with = ((net.graph.meta.get("provenance") or {}).get("options") or {}).get("calib_limit") if net else None
+    if net is not None and made_with == calib_limit:   # converted before (by this script or `snncc`, same options)
         log(f"reusing the conversion {snn_path}")
-        net, conv_s = snncc.load(snn_path), None
+        conv_s = None
     else:
+        if net is not None:
+            log(f"{snn_path} was converted with --calib-limit {made_with}, not {calib_limit}: converting again")
         t0 = time.time()
         net = snncc.convert(onnx_path, calib, input_scale=SCALE, mean=MEAN, std=STD, calib_limit=calib_limit,
                             progress=False, log=log, **cfg)
@@ -93,6 +111,24 @@ def run_config(onnx_path, cfg, calib, xt, yt, T, calib_limit, workdir, tag, log)
     return out
 
 
+def _check_args(ap, a):
+    """Everything that can be wrong with the command line, before any work (ap.error: one line, exit 2)."""
+    from cifar_resnet import DEPTHS     # examples/pytorch
+    for f in ("cifar10_test.npz", "cifar10_calib.npz"):
+        if not os.path.exists(os.path.join(a.shared, "data", f)):
+            ap.error(f"{os.path.join(a.shared, 'data', f)} not found: point --shared (or $SNNCC_SHARED) at the "
+                     "shared material")
+    for d in (v for v in a.depths.split(",") if v):
+        if not d.isdigit() or int(d) not in DEPTHS:
+            ap.error(f"--depths: no shared checkpoint for depth {d!r} (have {', '.join(map(str, DEPTHS))})")
+    for n in (v for v in a.configs.split(",") if v):
+        if n not in CONFIGS:
+            ap.error(f"--configs: unknown configuration {n!r} (have {', '.join(CONFIGS)})")
+    for n in (v for v in a.fixtures.split(",") if v):
+        if not os.path.exists(os.path.join(ROOT, "tests", "fixtures", "trained", f"{n}.onnx")):
+            ap.error(f"--fixtures: no trained fixture tests/fixtures/trained/{n}.onnx")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", default=os.environ.get("SNNCC_SHARED", os.path.join(ROOT, "..", "shared")))
@@ -100,14 +136,15 @@ def main(argv=None):
     ap.add_argument("--fixtures", default="plain20,plain_maxpool",
                     help="trained models from tests/fixtures/trained/ reported beside the ResNets ('' for none)")
     ap.add_argument("--configs", default=",".join(CONFIGS))
-    ap.add_argument("--test-limit", type=int, default=1000)
-    ap.add_argument("--calib-limit", type=int, default=2000)
-    ap.add_argument("-T", type=int, default=350)
+    ap.add_argument("--test-limit", type=positive_int, default=1000)
+    ap.add_argument("--calib-limit", type=positive_int, default=2000)
+    ap.add_argument("-T", type=positive_int, default=350)
     ap.add_argument("--workdir", default=os.path.join(ROOT, "out", "paper_tables"))
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "results.md"))
     ap.add_argument("--report-only", action="store_true",
                     help="only write the report from the runs already saved in --workdir (skip missing ones)")
     a = ap.parse_args(argv)
+    _check_args(ap, a)
     import snncc.data as sd
     from cifar_resnet import load_shared_resnet  # examples/pytorch
     from export_cifar_resnet import export as export_resnet
@@ -129,10 +166,10 @@ def main(argv=None):
         for name in a.configs.split(","):
             if path is not None and name == "no-shortcut-norm":
                 continue
-            if a.report_only and not os.path.exists(os.path.join(a.workdir, f"{key}_{name}.json")):
-                continue
             r = run_config(onnx_path, CONFIGS[name], calib, xt, yt, a.T, a.calib_limit, a.workdir,
-                           f"{key}_{name}", log=lambda s: print("   ", s, flush=True))
+                           f"{key}_{name}", log=lambda s: print("   ", s, flush=True), report_only=a.report_only)
+            if r is None:
+                continue
             row[name] = r
             acc = r["accuracy_at"][str(a.T)]
             print(f"  {name:18s} SNN {100 * acc:.2f}% at T={a.T} (loss {100 * (row['ann'] - acc):.2f} pts), "
@@ -151,8 +188,9 @@ def write_markdown(results, a, n):
     pts = checkpoints(T)
     L = []
     L.append("# Results: the paper's experiments on the shared CIFAR-10 ResNets\n")
-    L.append(f"Generated by `python benchmarks/paper_tables.py --depths {a.depths} --test-limit {a.test_limit} "
-             f"--calib-limit {a.calib_limit} -T {T}`.\n")
+    L.append(f"Generated by `python benchmarks/paper_tables.py --depths {a.depths} --fixtures '{a.fixtures}' "
+             f"--configs {a.configs} --test-limit {a.test_limit} --calib-limit {a.calib_limit} -T {T}` "
+             "(runs cached in `--workdir`; `--report-only` rewrites this page from them).\n")
     L.append("Data: CIFAR-10 re-encoded as JPEG by a third party (`../shared/data`), so absolute accuracies are a "
              "few points below clean CIFAR-10; what matters is the conversion loss (ANN - SNN, same images). "
              f"Accuracy is measured on a seeded random subset of {n} test images; calibration (percentiles, "
@@ -380,7 +418,8 @@ LOSS_TARGETS = [
     ("best (default)", "ResNet-20", 64, 0.2, "resnet20_best-positive_eval_10000.json"),
     ("best (default)", "ResNet-20", 128, 0.2, "resnet20_best-positive_eval_10000.json"),
 ]
-#: SpikingJelly's converter on ResNet-20 as measured for issue #3 (loss in points at T)
+#: SpikingJelly's converter on ResNet-20: the losses (points at T) issue #3 gives as its reference (not re-measured
+#: by this script; bench_speed.py runs SpikingJelly for the speed comparison)
 SPIKINGJELLY_LOSS = {"layer-wise 99.9%": {32: 27.7, 64: 9.2, 128: 3.3, 350: 1.05},
                      "channel-wise, half threshold": {32: 2.4, 64: 0.0, 128: 0.0}}
 
@@ -420,7 +459,8 @@ def targets_section(results_dir):
     if sp and sp.get("targets"):
         a = sp["targets"].get("10x_faster_than_spikingjelly_at_equal_accuracy", {})
         b = sp["targets"].get("3_gsops_per_core", {})
-        rows.append(f"| event-driven vs SpikingJelly, ResNet-20, T={sp['settings']['T']}, 2 cores | >= 10x faster | "
+        rows.append(f"| event-driven vs SpikingJelly, ResNet-20, T={sp['settings']['T']}, "
+                    f"{sp['settings']['threads']} threads | >= 10x faster | "
                     f"{a.get('speedup_wall', float('nan')):.1f}x wall, {a.get('speedup_cpu_time', float('nan')):.1f}x "
                     f"CPU time | {'met' if a.get('met') else '**not met**'} |")
         rows.append(f"| synaptic operations per core | >= 3 GSOP/s | "
@@ -430,8 +470,8 @@ def targets_section(results_dir):
         return []
     return ["\n## Targets at a glance\n",
             "From the saved runs in `benchmarks/results/` (details in the sections below; loss = ANN - SNN top-1 on the "
-            "same test images, in points, +- the paired standard error). SpikingJelly's losses are the figures measured "
-            "for issue #3; 'step for step' allows 0.2 points where its loss is about 0.\n",
+            "same test images, in points, +- the paired standard error). SpikingJelly's losses are the reference figures "
+            "issue #3 gives (not re-measured here); 'step for step' allows 0.2 points where its loss is about 0.\n",
             "| target | bound | measured | |", "| --- | --- | --- | --- |"] + rows + [
             "\nResNet-56 with `paper` is converging at T=350, not wrong: see the end of 'Conversion loss on more test "
             "images'.\n"]
@@ -445,7 +485,8 @@ def speed_section(path):
         d = json.load(f)
     st, env = d["settings"], d["environment"]
     L = ["\n## Speed (benchmarks/bench_speed.py)\n",
-         f"`python benchmarks/bench_speed.py -T {st['T']} --n {st['n']} --threads {st['threads']}` on "
+         f"`python benchmarks/bench_speed.py -T {st['T']} --n {st['n']} --threads {st['threads']} "
+         f"--peer-n {st['peer_n']}` on "
          f"{env['cores']} cores ({env['cpu']}), all systems measured side by side in one run on the same "
          f"images; load average during the run {env['loadavg_start'][0]}-{env['loadavg_end'][0]}"
          + (" (other jobs were running, so CPU ms per image is the steadier figure). " if env['loadavg_start'][0] > 1.5

@@ -11,27 +11,11 @@ import sys
 
 import numpy as np
 
+from snncc.argtypes import floats, positive_int
 from snncc.errors import SnnccError, one_line
 from snncc.presets import MAXGATE_RULES, PERCENTILE_OF, PRESETS, ZETA_IMAGES, ZETA_TIMESTEPS
 
 SUBCOMMANDS = ("convert", "inspect", "eval")
-
-
-def _floats(s: str) -> list[float]:
-    try:
-        return [float(v) for v in s.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
-
-
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
-    return v
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,10 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("model", help="ONNX model file (external-data weights beside it are found automatically)")
     c.add_argument("-o", "--output", required=True, help="output .snn file (written atomically)")
     c.add_argument("--calib", required=True, help="calibration images: .npz with x (and y) or .npy")
-    c.add_argument("--calib-limit", type=_positive_int, help="use a seeded random subset of N calibration images")
+    c.add_argument("--calib-limit", type=positive_int, help="use a seeded random subset of N calibration images")
     c.add_argument("--input-scale", type=float, help="multiply raw input by S first (e.g. 1/255)")
-    c.add_argument("--mean", type=_floats, help="per-channel mean subtracted after scaling, e.g. 0.485,0.456,0.406")
-    c.add_argument("--std", type=_floats, help="per-channel std divided by after the mean")
+    c.add_argument("--mean", type=floats, help="per-channel mean subtracted after scaling, e.g. 0.485,0.456,0.406")
+    c.add_argument("--std", type=floats, help="per-channel std divided by after the mean")
     c.add_argument("--percentile", type=float, help="activation percentile for lambda (99.9, 99.99; 100 = max)")
     c.add_argument("--percentile-of", choices=PERCENTILE_OF,
                    help="take the percentile over all activations, or only the positive (nonzero) ones "
@@ -60,10 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-shortcut-norm", dest="shortcut_norm", action="store_const", const=False,
                    help="leave shortcut weights at 1 (the paper's Table 2 baseline)")
     c.add_argument("--compensate", help="none | auto | ZETA: propagation-error compensation (Eq. 12-14)")
-    c.add_argument("--zeta-timesteps", type=_positive_int, metavar="T",
+    c.add_argument("--zeta-timesteps", type=positive_int, metavar="T",
                    help="--compensate auto simulates each zeta for T steps: the T you will run the network for "
                         f"(default {ZETA_TIMESTEPS})")
-    c.add_argument("--zeta-images", type=_positive_int, metavar="N",
+    c.add_argument("--zeta-images", type=positive_int, metavar="N",
                    help=f"--compensate auto scores each zeta on N calibration images (default {ZETA_IMAGES})")
     c.add_argument("--calibrate-bias", type=int, metavar="T",
                    help="post-training bias calibration at T steps on calibration images (0 = off)")
@@ -78,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--maxgate", choices=MAXGATE_RULES,
                    help="spiking max pooling: leader = the paper's gate (spikes of the input that fired most so far), "
                         "max = the output's spike count follows the window's highest count (best preset)")
-    c.add_argument("--batch-size", type=_positive_int, help="images per profiling batch (default 64)")
+    c.add_argument("--batch-size", type=positive_int, help="images per profiling batch (default 64)")
     c.add_argument("--verify", action="store_true", help="check the IR invariants after every pass")
     c.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
@@ -89,10 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="simulate a .snn on labelled data")
     e.add_argument("file", help=".snn file")
     e.add_argument("--data", required=True, help=".npz with x and y (test images and labels)")
-    e.add_argument("-T", "--timesteps", type=_positive_int, required=True, help="time steps to simulate")
-    e.add_argument("--limit", type=_positive_int, help="seeded random subset of N images")
-    e.add_argument("--threads", type=_positive_int, help="worker threads (default: all cores for batches large enough to gain from them, else one)")
-    e.add_argument("--batch-size", type=_positive_int, default=64, help="images per runtime batch")
+    e.add_argument("-T", "--timesteps", type=positive_int, required=True, help="time steps to simulate")
+    e.add_argument("--limit", type=positive_int, help="seeded random subset of N images")
+    e.add_argument("--threads", type=positive_int, help="worker threads (default: all cores for batches large enough to gain from them, else one)")
+    e.add_argument("--batch-size", type=positive_int, default=64, help="images per runtime batch")
     e.add_argument("--early-exit", action="store_true", help="stop an image once its answer is certain")
     e.add_argument("--ann", help="the source ONNX model, to report the ANN's accuracy on the same images")
     e.add_argument("--json", help="write the results as JSON")

@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data  # noqa: E402
 from train import ort_accuracy, ort_session  # noqa: E402
+from snncc.argtypes import positive_int  # noqa: E402
 
 
 def main(argv=None):
@@ -21,9 +22,15 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("onnx", nargs="+")
     p.add_argument("--shared", default=None)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
     args = p.parse_args(argv)
-    xt, yt = data.load_test(args.shared)
+    for f in args.onnx:
+        if not Path(f).is_file():
+            p.error(f"{f} not found")
+    try:
+        xt, yt = data.load_test(args.shared)
+    except FileNotFoundError as e:
+        p.error(str(e))
     for f in args.onnx:
         acc = ort_accuracy(ort_session(Path(f), args.threads), xt, yt)
         print(f"{f}: {acc:.4f} ({len(xt)} test images)", flush=True)

@@ -1,6 +1,6 @@
 """Briefly train a small CIFAR-10 model, export it to ONNX and score it with onnxruntime.
 
-    python examples/cifar_variants/train.py --arch plain20 --epochs 3 \
+    python examples/cifar_variants/train.py --arch plain20 --epochs 4 \
         --out tests/fixtures/trained/plain20.onnx
 
 SGD (momentum 0.9, nesterov), one-cycle LR peaking at 0.1, weight decay 5e-4,
@@ -24,20 +24,21 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data  # noqa: E402
 import models  # noqa: E402
+from snncc.argtypes import positive_int  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", required=True, choices=sorted(models.ARCHS))
-    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--epochs", type=positive_int, required=True)
     p.add_argument("--out", required=True, help="output .onnx path (FILE.json written beside it)")
     p.add_argument("--shared", default=None, help="shared dir (default $SNNCC_SHARED or ../shared)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--batch", type=positive_int, default=128)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--wd", type=float, default=5e-4)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--limit-steps", type=int, default=0, help="debug: stop each epoch after N steps")
     return p.parse_args(argv)
 

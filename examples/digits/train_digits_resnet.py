@@ -35,6 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from snncc.argtypes import positive_int
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "snncc" / "data"
 SCALE = 1.0 / 16.0          # x/16 maps the raw 0..16 pixels to 0..1
@@ -160,7 +162,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(DEFAULT_OUT), help="output directory (default snncc/data)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--epochs", type=positive_int, default=40)
     p.add_argument("--no-readme", action="store_true", help="do not rewrite OUT/README.md")
     args = p.parse_args(argv)
 

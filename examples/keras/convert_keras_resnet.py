@@ -31,6 +31,8 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import numpy as np  # noqa: E402
 
+from snncc.argtypes import positive_int  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
@@ -76,13 +78,13 @@ def main(argv=None) -> int:
     ap.add_argument("--depth", type=int, choices=(20, 32, 56), default=20)
     ap.add_argument("--shared", default=None)
     ap.add_argument("--out", default=str(ROOT / "out" / "keras"))
-    ap.add_argument("--n", type=int, default=500, help="test images (evenly spread over the classes)")
-    ap.add_argument("-T", "--timesteps", type=int, default=64)
+    ap.add_argument("--n", type=positive_int, default=500, help="test images (evenly spread over the classes)")
+    ap.add_argument("-T", "--timesteps", type=positive_int, default=64)
     ap.add_argument("--preset", default="best", choices=("best", "paper"))
-    ap.add_argument("--calib-limit", type=int, default=1000, help="calibration images (seeded subset)")
+    ap.add_argument("--calib-limit", type=positive_int, default=1000, help="calibration images (seeded subset)")
     ap.add_argument("--calibrate-bias", type=int, default=None,
                     help="bias-calibration steps (default: the preset's; 0 = off)")
-    ap.add_argument("--threads", type=int, default=1, help="numba/torch threads (keep it small on shared machines)")
+    ap.add_argument("--threads", type=positive_int, default=1, help="numba/torch threads (keep it small on shared machines)")
     ap.add_argument("--skip-snn", action="store_true", help="stop after the ONNX comparison")
     a = ap.parse_args(argv)
 
@@ -93,7 +95,6 @@ def main(argv=None) -> int:
     from export_cifar_resnet import export as export_torch
 
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     try:
         ckpt = cifar_resnet.checkpoint_path(a.depth, a.shared)
         x_test, y_test = cifar_resnet.load_test(a.shared, limit=a.n)
@@ -101,8 +102,10 @@ def main(argv=None) -> int:
         if not ckpt.is_file() or not calib.is_file():
             raise FileNotFoundError(f"{ckpt} or {calib} not found")
     except FileNotFoundError as e:
-        print(f"error: {e} (set --shared or $SNNCC_SHARED)", file=sys.stderr)
+        msg = str(e)
+        print(f"error: {msg}" + ("" if "SNNCC_SHARED" in msg else " (set --shared or $SNNCC_SHARED)"), file=sys.stderr)
         return 2
+    out.mkdir(parents=True, exist_ok=True)             # only once the inputs are there
     res = {"depth": a.depth, "images": int(len(y_test)), "T": a.timesteps, "preset": a.preset,
            "calib_limit": a.calib_limit, "calibrate_bias": a.calibrate_bias}
 

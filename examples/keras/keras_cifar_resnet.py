@@ -125,6 +125,10 @@ def load_pytorch_checkpoint(model: keras.Model, path) -> keras.Model:
 
 
 if __name__ == "__main__":
-    m = build(20)
+    import argparse
+    ap = argparse.ArgumentParser(description="Build the Keras CIFAR ResNet and print its summary (a smoke test; "
+                                             "convert_keras_resnet.py is the example).")
+    ap.add_argument("--depth", type=int, choices=(20, 32, 56), default=20)
+    m = build(ap.parse_args().depth)
     m.summary()
     print(m(np.zeros((1, 32, 32, 3), np.float32)).shape)

@@ -1,0 +1,41 @@
+"""argparse value types shared by the CLI, the benchmarks and the examples.
+
+Standard library only (no numpy): scripts that must set thread variables before numpy loads
+(benchmarks/bench_speed.py) can import it first.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def positive_int(s: str) -> int:
+    """An integer > 0, else argparse's one-line usage error."""
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
+    return v
+
+
+def floats(s: str) -> list[float]:
+    """Comma-separated numbers, e.g. ``0.485,0.456,0.406``."""
+    try:
+        return [float(v) for v in s.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
+
+
+def choices_list(allowed, none_ok: bool = True):
+    """A type for a comma list of names from ``allowed`` (and ``none``): returns the list ([] for none)."""
+    def parse(s: str) -> list[str]:
+        items = [v.strip() for v in s.split(",") if v.strip()]
+        if none_ok and items == ["none"]:
+            return []
+        bad = [v for v in items if v not in allowed]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(allowed)}"
+                                             f"{' or none' if none_ok else ''}, got {s!r}")
+        return items
+    return parse
