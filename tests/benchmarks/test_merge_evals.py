@@ -59,3 +59,10 @@ def test_merge_refuses_different_T(tmp_path):
             json.dump(d, f)
     with pytest.raises(SystemExit, match="different T"):
         merge_evals.merge(str(tmp_path / "m.json"), [str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+
+
+def test_split_refuses_more_parts_than_images(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((3, 2)), y=np.arange(3))
+    with pytest.raises(ValueError, match="3 images, fewer than the 5 parts"):
+        merge_evals.split(str(tmp_path / "d.npz"), 5, str(tmp_path / "parts"))
+    assert not (tmp_path / "parts").exists()
