@@ -171,7 +171,8 @@ def run_eval(a) -> int:
         out["loss_standard_error_at"] = {str(t): float(np.std(d[:, i], ddof=1) / np.sqrt(n)) if n > 1 else None
                                          for i, t in enumerate(checkpoints(T))}
         out["ann_agreement_at"] = {str(t): float(np.mean(res.predictions[:, t - 1] == ann)) for t in checkpoints(T)}
-    t = Table(title=_esc(f"{os.path.basename(a.file)} on {n} images, T={T}"))
+    con.print(_esc(f"{os.path.basename(a.file)} on {n} images, T={T}"), soft_wrap=True)   # not wrapped to the table
+    t = Table()
     t.add_column("step", justify="right")
     t.add_column("SNN accuracy", justify="right")
     for k, v in acc_at.items():

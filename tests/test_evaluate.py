@@ -113,6 +113,7 @@ def test_eval_console_report(full_eval):
     assert f"ANN accuracy {100 * r['ann_accuracy']:.2f}%" in so
     assert "SOPs per image" in so and "77 fJ/SOP" in so and "12.5 pJ" in so
     assert all(len(ln) <= 120 for ln in so.splitlines())
+    assert f"digits.snn on {r['images']} images, T={r['timesteps']}" in so.splitlines()[0]   # one line
 
 
 def test_eval_early_exit_same_accuracy_fewer_steps(full_eval, digits_snn, tmp_path, capsys):
