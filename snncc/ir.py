@@ -258,6 +258,8 @@ def verify(graph: Graph) -> None:
             raise IRError(f"node {node.name!r} is not reachable from the input")
         if node.op not in _ops.OPS:
             raise IRError(f"node {node.name!r} has unknown op {node.op!r}")
+        if any(int(d) <= 0 for d in node.shape):
+            raise IRError(f"node {node.name!r} has shape {tuple(node.shape)} with an empty dimension")
         for k, v in node.params.items():
             _check_param(f"node {node.name!r} param {k!r}", v)
         if node.op in ("neuron", "output") and "bias" in node.params and node.shape \

@@ -113,7 +113,10 @@ def _scale_rescale_same(syn, a_in, b_out, src_shape):
 def _avg_shape(syn, s):
     if len(s) != 3 or syn.params["scale"].shape != (s[2],):
         raise ValueError(f"avgpool synapse with {syn.params['scale'].shape[0]} channels got input {s}")
-    oh, ow = nn.conv_out_hw(s[0], s[1], _t2(syn.attrs["kernel"]), _t2(syn.attrs["stride"]), _t2(syn.attrs["pads"]))
+    k, pads = _t2(syn.attrs["kernel"]), _t2(syn.attrs["pads"])
+    if any(p >= k[i % 2] for i, p in enumerate(pads)):
+        raise ValueError(f"avgpool synapse pads {pads} not smaller than its kernel {k} (windows of padding only)")
+    oh, ow = nn.conv_out_hw(s[0], s[1], k, _t2(syn.attrs["stride"]), pads)
     return (oh, ow, s[2])
 
 
@@ -144,6 +147,8 @@ def _sp_shape(syn, s):
     oh = -(-(s[0] - off[0]) // st[0])
     ow = -(-(s[1] - off[1]) // st[1])
     c = s[2] + cp[0] + cp[1]
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"subsample_pad offset {off} leaves no positions of a {s[0]}x{s[1]} source")
     if syn.params["scale"].shape != (c,):
         raise ValueError(f"subsample_pad scale has {syn.params['scale'].shape[0]} channels, expected {c}")
     return (oh, ow, c)

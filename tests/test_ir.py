@@ -31,6 +31,16 @@ def _declare_4_channels(g):
     g.node("n2").params["bias"] = np.zeros(4)
 
 
+def _avgpool_all_padding(g):
+    g.edge("in", "n2")["syn"] = Synapse("avgpool", {"kernel": (1, 1), "stride": (1, 1), "pads": (1, 1, 0, 0)},
+                                        {"scale": np.ones(3)})
+
+
+def _empty_population(g):
+    g.edge("in", "n2")["syn"] = Synapse("subsample_pad", {"stride": (1, 1), "offset": (9, 0), "cpad": (0, 0)},
+                                        {"scale": np.ones(3)})
+
+
 BROKEN = {
     "cycle": (_cycle, "cycle"),
     "unknown op": (lambda g: setattr(g.node("n2"), "op", "softplus"), "unknown op 'softplus'"),
@@ -42,6 +52,8 @@ BROKEN = {
     "weight of the wrong shape": (_weight(np.zeros((3, 3, 2, 3))), "n1->n2"),
     "wrong declared shape": (_declare_4_channels, "declares shape (4, 4, 4)"),
     "DATA edge with a synapse": (_data_edge_with_synapse, "DATA edge in->n2 carries a synapse"),
+    "avgpool windows of padding only": (_avgpool_all_padding, "not smaller than its kernel"),
+    "empty population": (_empty_population, "leaves no positions"),
 }
 
 
