@@ -99,7 +99,7 @@ class RunResult:
       performed) into each population; the analog input layer is not counted (see ``input_macs``);
     * ``firing_rate`` {population: float}: spikes / (neurons x simulated steps), over all images;
     * ``prop_error`` {neuron population: float}: mean over images and neurons of
-      ``V_i(T_run) / T_run``, the residual charge of Eq. 9-11 (the error ``E`` between the
+      ``(V_i(T_run) - V_i(0)) / T_run``, the residual charge of Eq. 9-11 (the error ``E`` between the
       firing rate and the analog activation it encodes);
     * ``rates`` {population: (N, size) float}: per-neuron rates (spikes / steps) for the
       populations named in ``record`` (the output population gives ``V / steps``);
@@ -572,7 +572,8 @@ class Network:
             if p.op in ("neuron", "maxgate"):
                 res["spikes"][p.name] = tot[:, p.index].copy()
             if p.op == "neuron":
-                res["perr"][p.name] = (V[:, p.v_off:p.v_off + p.size].astype(np.float64)
+                # E = (V(T) - V(0)) / T: the charge received and not emitted (Eq. 9-11, V(0) = init_membrane)
+                res["perr"][p.name] = ((V[:, p.v_off:p.v_off + p.size].astype(np.float64) - self.init_membrane)
                                        / steps_run[:, None]).mean(axis=1)
             if p.name in record:
                 if p.op == "output":

@@ -235,12 +235,18 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
         if n.op == "maxgate":
             n.attrs["rule"] = opts.maxgate
     net = SpikingNetwork(graph)
+    ann_pred = None
+    if opts.compensate == "auto" and cy is None:   # no labels: zeta is scored by agreement with the *source* model,
+        from snncc.analog import run_analog       # taken before bias calibration changes the network
+        from snncc.compensation import zeta_images
+        ann_pred = np.argmax(run_analog(graph, zeta_images(cx, None, opts.zeta_images)[0]), axis=1)
     if opts.calibrate_bias:
         from snncc.calibration import calibrate_bias as _calibrate
         _calibrate(net, cx, timesteps=int(opts.calibrate_bias), log=log, progress=progress)
     if opts.compensate == "auto":
         from snncc.compensation import search_zeta
-        search_zeta(net, cx, cy, timesteps=opts.zeta_timesteps, images=opts.zeta_images, log=log, progress=progress)
+        search_zeta(net, cx, cy, timesteps=opts.zeta_timesteps, images=opts.zeta_images, log=log, progress=progress,
+                    ann_pred=ann_pred)
     graph.meta["provenance"] = {
         "source_sha256": _model_hash(model) if not isinstance(model, (str, os.PathLike))
         or os.path.exists(model) else None,

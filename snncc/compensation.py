@@ -100,18 +100,33 @@ def scan(cands: list[float], score: Callable[[float], dict], patience: int | Non
     return scores
 
 
+def zeta_images(x: np.ndarray, y: np.ndarray | None, images: int):
+    """The calibration images (and labels) the zeta search scores on: a seeded subset of ``images``."""
+    from snncc.data import subset
+    return subset(x, y, images, seed=1)
+
+
 def search_zeta(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: int = ZETA_TIMESTEPS,
                 images: int = ZETA_IMAGES, steps: int = 6, step: float = 0.01, patience: int | None = 3,
-                log: Callable[[str], None] | None = None, progress: bool = True) -> dict:
-    """Choose ``zeta`` on calibration images ``x`` (channels-last raw) and apply it to ``net``."""
-    from snncc.data import subset
+                log: Callable[[str], None] | None = None, progress: bool = True,
+                ann_pred: np.ndarray | None = None) -> dict:
+    """Choose ``zeta`` on calibration images ``x`` (channels-last raw) and apply it to ``net``.
+
+    The search is over the *total* compensation: a network that already has one (``meta['zeta']``)
+    is first brought back to zeta = 1.  Without labels ``y`` a candidate scores by agreement with
+    ``ann_pred`` (predictions of the source model on :func:`zeta_images`; default: the network's own
+    analog view)."""
     from snncc.passes import apply_zeta
 
     log = log or (lambda s: None)
     g = net.graph
-    xs, ys = subset(x, y, images, seed=1)
-    ann_pred = np.argmax(run_analog(g, xs), axis=1)
-    target = ys if ys is not None else ann_pred
+    if float(g.meta.get("zeta", 1.0) or 1.0) != 1.0:
+        apply_zeta(g, 1.0)
+        net._net = None
+    xs, ys = zeta_images(x, y, images)
+    if ann_pred is None:
+        ann_pred = np.argmax(run_analog(g, xs), axis=1)
+    target = ys if ys is not None else np.asarray(ann_pred)
     last = [n for n in g.populations() if n.op == "neuron"]
     depth = depth_of(g)
     last_name = max(last, key=lambda n: depth[n.name]).name if last else None
@@ -149,7 +164,8 @@ def search_zeta(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: int = ZE
               "images": int(xs.shape[0]), "criterion": "labels" if ys is not None else "ann_agreement",
               "candidates": scores, "untried": cands[len(scores):], "zeta": best["zeta"]}
     g.meta["compensation"] = record
-    log(f"compensation: chose zeta {best['zeta']} (calibration accuracy {best['accuracy']:.4f})"
+    log(f"compensation: chose zeta {best['zeta']} (calibration "
+        f"{'accuracy' if ys is not None else 'agreement with the source model'} {best['accuracy']:.4f})"
         + (f"; stopped after {len(scores)} of {len(cands)} candidates ({patience} in a row below the best)"
            if len(scores) < len(cands) else ""))
     return record
