@@ -193,3 +193,27 @@ def test_search_zeta_without_labels_uses_ann_agreement(calib):
     tried = [c["zeta"] for c in rec["candidates"]]
     assert tried + rec["untried"] == C.candidates(rec["fit"]["q"], rec["tau_max"], 2)
     assert net.graph.meta["compensation"]["zeta"] == rec["zeta"] == net.graph.meta["zeta"]
+
+
+def test_search_zeta_starts_from_the_uncompensated_network(calib):
+    """Searching a network that already has a zeta gives the same record as searching it uncompensated."""
+    from snncc.passes import apply_zeta
+    x, y = calib
+    a, b = _paper_net(), _paper_net()
+    apply_zeta(b.graph, 1.05)
+    ra = C.search_zeta(a, a.prepare(x), y, timesteps=16, images=16, steps=2, progress=False)
+    rb = C.search_zeta(b, b.prepare(x), y, timesteps=16, images=16, steps=2, progress=False)
+    assert ra["errors"] == pytest.approx(rb["errors"], rel=1e-5)
+    assert [c["accuracy"] for c in ra["candidates"]] == [c["accuracy"] for c in rb["candidates"]]
+    assert a.graph.meta["zeta"] == b.graph.meta["zeta"] == ra["zeta"] == rb["zeta"]
+
+
+def test_search_zeta_without_labels_targets_the_given_source_predictions(calib):
+    """ann_pred (the source model's predictions on the zeta images) is what label-free candidates agree with."""
+    x, _ = calib
+    net = _paper_net()
+    xs, _ = C.zeta_images(net.prepare(x), None, 16)
+    wrong = (np.argmax(net.analog(xs), axis=1) + 1) % net.n_classes     # never the network's own answer
+    rec = C.search_zeta(net, net.prepare(x), None, timesteps=64, images=16, steps=1, progress=False, ann_pred=wrong)
+    assert rec["criterion"] == "ann_agreement"
+    assert max(c["accuracy"] for c in rec["candidates"]) < 0.5
