@@ -390,16 +390,25 @@ def _r56_longer_text(results=os.path.join(ROOT, "benchmarks", "results")):
         best_txt = (" The channel-wise `best` preset, which gives each channel its own lambda, loses "
                     f"{_fmt_loss(*_loss_at(b, b['timesteps']))} at T={b['timesteps']} on the same {b['images']} "
                     "images.")
+    nocomp = os.path.join(results, "resnet56_paper-nocomp-positive_eval_T512_2000.json")
+    nocomp_txt = ""
+    if os.path.exists(nocomp):
+        with open(nocomp) as f:
+            nc = json.load(f)
+        nocomp_txt = (f" Without compensation (`paper-nocomp`, `{os.path.basename(nocomp)}`) the loss on the same "
+                      f"{nc['images']} images is {_fmt_loss(*_loss_at(nc, nc['timesteps']))} at T={nc['timesteps']}: "
+                      "the compensation factor, tuned at T=256, is not what holds the loss up at long T.")
     return ("run longer, the same `.snn` loses " + "; and ".join(parts) + ". On the 2000 images the loss stops "
             "falling after T=256, at about 2 points; the 400-image run's smaller loss at T=1000 is about two standard "
-            "errors away and not confirmed by it. So the gap at T=350 is not only the time spikes need to cross 55 "
-            "layers but a residual of the layer-wise conversion itself. The correlation between each layer's ANN "
+            "errors away and not confirmed by it." + nocomp_txt + " So the gap at T=350 is not only the time spikes "
+            "need to cross 55 layers but a residual of the layer-wise conversion itself. The correlation between "
+            "each layer's ANN "
             "activations and SNN rates "
             f"falls from {neurons[0]['ann_snn_correlation']:.4f} in the first layer to "
             f"{min(v['ann_snn_correlation'] for v in tail):.3f} in the last third, where layer-wise lambda leaves "
             f"firing rates of {100 * min(v['firing_rate'] for v in tail):.0f}-"
-            f"{100 * max(v['firing_rate'] for v in tail):.0f}%: coarse rates whose errors the deep residual stream "
-            "accumulates." + best_txt)
+            f"{100 * max(v['firing_rate'] for v in tail):.0f}% (which mechanism carries the error there -- clipping at "
+            "lambda, residual charge, the shortcut sums -- was not isolated)." + best_txt)
 
 
 def _why_not_10x(d):
