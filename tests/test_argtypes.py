@@ -1,0 +1,35 @@
+"""snncc.argtypes (argparse value types) and snncc.errors.one_line (one-line messages)."""
+import argparse
+
+import pytest
+
+from snncc.argtypes import choices_list, floats, positive_int
+from snncc.errors import SnnccError, one_line
+
+
+def test_positive_int():
+    assert positive_int("7") == 7
+    for bad, words in (("0", "got 0"), ("-3", "got -3"), ("2.5", "'2.5'"), ("x", "'x'")):
+        with pytest.raises(argparse.ArgumentTypeError, match=words):
+            positive_int(bad)
+
+
+def test_floats_and_choices_list():
+    assert floats("0.5, 1,2e-1") == [0.5, 1.0, 0.2]
+    with pytest.raises(argparse.ArgumentTypeError):
+        floats("a,b")
+    parse = choices_list(("ort", "reference"))
+    assert parse("ort,reference") == ["ort", "reference"] and parse("none") == []
+    for bad in ("bogus", "ort,bogus", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="ort, reference"):
+            parse(bad)
+
+
+def test_one_line_joins_lines_and_cuts_at_a_word():
+    e = ValueError("first line\n  node: name: x\n\tOpType: Flatten")
+    assert one_line(e) == "first line node: name: x OpType: Flatten"
+    long = ValueError("word " * 100)
+    s = one_line(long, 42)
+    assert len(s) <= 46 and s.endswith(" ...") and not s[:-4].endswith(" wor")
+    assert one_line(KeyError()) == "KeyError" and one_line("") == ""
+    assert str(SnnccError("problem", "fix it")) == "problem (fix: fix it)"
