@@ -1,0 +1,32 @@
+"""benchmarks/rate_windows.py: early/late rates against the ANN on the embedded digits network."""
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+import rate_windows  # noqa: E402
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "snncc", "data")
+
+
+def test_rate_windows_on_digits(tmp_path, capsys):
+    import snncc
+    net = snncc.convert(os.path.join(DATA, "digits_resnet.onnx"), os.path.join(DATA, "digits_calib.npz"),
+                        input_scale=0.0625, mean=[0.3052], std=[0.376], calib_limit=64, calibrate_bias=0,
+                        preset="paper", compensate="none", progress=False)
+    p = str(tmp_path / "d.snn")
+    net.save(p)
+    out = str(tmp_path / "w.json")
+    assert rate_windows.main([p, "--data", os.path.join(DATA, "digits_calib.npz"), "--images", "16", "-T", "128",
+                              "--json", out]) == 0
+    rows = json.load(open(out))["layers"]
+    assert [r["layer"] for r in rows] == [q.name for q in net.graph.populations() if q.op == "neuron"]
+    for r in rows:
+        assert 0 <= r["rate_early"] <= 1 and 0 <= r["rate_late"] <= 1
+    # the steady state (late window) follows the ANN at least as well as the start-up window
+    late = np.mean([r["corr_late"] for r in rows])
+    early = np.mean([r["corr_early"] for r in rows])
+    assert late > 0.95 and late >= early - 0.01
+    assert "rate[64,128)" in capsys.readouterr().out
