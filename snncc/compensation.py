@@ -124,6 +124,8 @@ def search_zeta(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: int = ZE
         apply_zeta(g, 1.0)
         net._net = None
     xs, ys = zeta_images(x, y, images)
+    if images > xs.shape[0]:
+        log(f"compensation: --zeta-images {images} is more than the {xs.shape[0]} calibration images: using all of them")
     if ann_pred is None:
         ann_pred = np.argmax(run_analog(g, xs), axis=1)
     target = ys if ys is not None else np.asarray(ann_pred)
