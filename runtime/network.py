@@ -21,7 +21,7 @@ import numpy as np
 
 from snncc import nn, synapses
 from snncc.analog import preprocess
-from snncc.data import check_images
+from snncc.data import check_images, check_labels
 from snncc.errors import DataError
 from snncc.ir import EdgeKind, Graph, IRError, Synapse
 from snncc.runtime import kernels as K
@@ -60,21 +60,6 @@ def check_timesteps(timesteps) -> int:
         raise DataError(f"{timesteps} time steps is more than this runtime simulates ({MAX_TIMESTEPS:,}; the "
                         f"prediction of every step is kept)", f"use -T {MAX_TIMESTEPS} or fewer")
     return int(timesteps)
-
-
-def check_labels(labels, n: int, classes: int) -> np.ndarray:
-    """``labels`` as (n,) int64 class indices in 0..classes-1 (a column (n, 1) is accepted), else DataError."""
-    y = np.asarray(labels)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1 or y.shape[0] != n:
-        raise DataError(f"labels of shape {y.shape} for {n} images", f"give one label per image, shape ({n},)")
-    if not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"labels have dtype {y.dtype}; expected integer class indices", "pass labels as integers")
-    if n and (y.min() < 0 or y.max() >= classes):
-        raise DataError(f"labels range over {int(y.min())}..{int(y.max())} but the network has {classes} classes",
-                        f"use 0-based class indices 0..{classes - 1}")
-    return y.astype(np.int64)
 
 
 def _positive(name: str, v) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 
 from snncc import data as _data
 from snncc import snnfile
-from snncc.errors import DataError, SnnccError, SnnFileError, one_line
+from snncc.errors import SnnccError, SnnFileError, one_line
 from snncc.ir import Graph
 from snncc.presets import MAXGATE_RULES, PERCENTILE_OF, PRESETS, ZETA_IMAGES, ZETA_TIMESTEPS  # noqa: F401 (re-exported)
 
@@ -218,10 +218,8 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
     if opts.calib_limit and opts.calib_limit > cx.shape[0] and log:
         log(f"calibration limit {opts.calib_limit} is more than the {cx.shape[0]} calibration images: using all of them")
     cx, cy = _data.subset(cx, cy, opts.calib_limit)
-    k = int(graph.output.shape[-1])
-    if cy is not None and cy.size and (cy.min() < 0 or cy.max() >= k):
-        raise DataError(f"calibration labels range over {int(cy.min())}..{int(cy.max())} but the model has {k} "
-                        f"classes (0..{k - 1})", "store 0-based class indices under 'y', or omit 'y'")
+    if cy is not None:
+        cy = _data.check_labels(cy, cx.shape[0], int(graph.output.shape[-1]), "calibration labels")
     cx = _data.to_channels_last(cx, hwc, graph.meta.get("input_layout", "NCHW"), "calibration data", log)
 
     zeta = opts.compensate if isinstance(opts.compensate, float) else None

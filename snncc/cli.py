@@ -119,11 +119,8 @@ def cmd_convert(a) -> int:
     if not os.path.exists(a.model):
         raise SnnccError(f"model file {a.model!r} not found", "check the path to the .onnx file")
     snnfile.check_writable(a.output)
-    for what, src in (("model", a.model), ("calibration", a.calib)):
-        if os.path.exists(src) and os.path.exists(a.output) and os.path.samefile(src, a.output):
-            raise SnnccError(f"output path {a.output!r} is the {what} file", "choose another -o path, e.g. model.snn")
-    if a.dump_ir and snnfile.same_path(a.dump_ir, a.output):
-        raise SnnccError(f"--dump-ir {a.dump_ir!r} is the -o path", "give --dump-ir a directory of its own")
+    snnfile.check_outputs({"-o": a.output, "--dump-ir": a.dump_ir},
+                          {"the model file": a.model, "the calibration file": a.calib})
     if a.dump_ir and os.path.exists(a.dump_ir) and not os.path.isdir(a.dump_ir):
         raise SnnccError(f"--dump-ir {a.dump_ir!r} is a file, not a directory", "give a directory for the IR dumps")
     con = _console()

@@ -57,19 +57,26 @@ def load_arrays(path: str, what: str = "data") -> tuple[np.ndarray, np.ndarray |
 
 
 def _check_x(x: np.ndarray, path: str, what: str) -> np.ndarray:
-    if np.iscomplexobj(x) or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
-        raise DataError(f"{what} array 'x' in {path!r} has dtype {x.dtype}; expected real numbers",
-                        "store integer or float images")
+    shapes = "(N, C, H, W), (N, H, W, C) or (N, H, W)"
     if x.ndim not in (3, 4) or x.shape[0] == 0:
-        raise DataError(f"{what} array 'x' in {path!r} has shape {x.shape}; expected (N, C, H, W), (N, H, W, C) "
-                        f"or (N, H, W) with N > 0", "reshape the images to a batch of 2-D images")
-    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
-        n_bad = int(np.count_nonzero(~np.isfinite(x).reshape(x.shape[0], -1).all(axis=1)))
-        raise DataError(f"{what} array 'x' in {path!r} contains NaN or inf values "
-                        f"({n_bad} of {x.shape[0]} images affected)",
-                        "remove or repair those images")
-    check_float32_range(x, f"{what} array 'x' in {path!r}")
-    return x
+        raise DataError(f"{what} array 'x' in {path!r} has shape {x.shape}; expected {shapes} with N > 0",
+                        "reshape the images to a batch of 2-D images")
+    return check_images(x, shapes, f"{what} array 'x' in {path!r}")
+
+
+def check_labels(labels, n: int, classes: int, what: str = "labels") -> np.ndarray:
+    """``labels`` as (n,) int64 class indices in 0..classes-1 (a column (n, 1) is accepted), else DataError."""
+    y = np.asarray(labels)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or y.shape[0] != n:
+        raise DataError(f"{what} of shape {y.shape} for {n} images", f"give one label per image, shape ({n},)")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{what} have dtype {y.dtype}; expected integer class indices", "pass labels as integers")
+    if n and (y.min() < 0 or y.max() >= classes):
+        raise DataError(f"{what} range over {int(y.min())}..{int(y.max())} but the network has {classes} classes",
+                        f"use 0-based class indices 0..{classes - 1}")
+    return y.astype(np.int64)
 
 
 def check_float32_range(x: np.ndarray, what: str = "data") -> None:
@@ -100,7 +107,9 @@ def check_images(x, shape_hint: str, what: str = "data") -> np.ndarray:
 
 def check_finite(x: np.ndarray, what: str = "data") -> None:
     if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
-        raise DataError(f"{what} contains NaN or inf values", "remove or repair those images")
+        n_bad = int(np.count_nonzero(~np.isfinite(x).reshape(x.shape[0], -1).all(axis=1))) if x.ndim else 1
+        raise DataError(f"{what} contains NaN or inf values ({n_bad} of {x.shape[0] if x.ndim else 1} images "
+                        "affected)", "remove or repair those images")
 
 
 def subset(x: np.ndarray, y: np.ndarray | None, limit: int | None, seed: int = SEED):

@@ -122,9 +122,7 @@ def run_eval(a) -> int:
     x, y = _data.load_arrays(a.data, "test data")
     if y is None:
         raise DataError(f"test data {a.data!r} has no labels 'y'", "store labels under the key 'y'")
-    if y.size and (y.min() < 0 or y.max() >= net.n_classes):
-        raise DataError(f"test labels in {a.data!r} range over {int(y.min())}..{int(y.max())} but the network has "
-                        f"{net.n_classes} classes (0..{net.n_classes - 1})", "store 0-based class indices")
+    y = _data.check_labels(y, x.shape[0], net.n_classes, f"test labels in {a.data!r}")
     x, y = _data.subset(x, y, a.limit)
     log = None if a.quiet else (lambda s: con.print(f"[dim]snncc:[/dim] {_esc(s)}"))
     if a.limit and a.limit > x.shape[0] and log:

@@ -470,7 +470,7 @@ BAD_CASES = {
     "model weights NaN": (CONVERT("{in}/nanweights.onnx", CALIB), ["weights contain NaN or inf",
                                                                    "re-export"]),
     "model opset 99": (CONVERT("{in}/opset99.onnx", CALIB), ["onnxruntime cannot run the model", "Opset 99"]),
-    "dump-ir is -o": (CONVERT(MODEL, CALIB, "--dump-ir", "{out}/x.snn"), ["--dump-ir", "is the -o path"]),
+    "dump-ir is -o": (CONVERT(MODEL, CALIB, "--dump-ir", "{out}/x.snn"), ["-o and --dump-ir are the same path"]),
     "calib labels out of range": (CONVERT(MODEL, "{in}/calib_labels100.npz"), ["calibration labels", "100..115",
                                                                                "10 classes"]),
     "calib is a text file": (CONVERT(MODEL, "{in}/text.npz"), ["text.npz", "neither a zip"]),
