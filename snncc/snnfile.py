@@ -181,7 +181,8 @@ def same_path(a: str, b: str) -> bool:
 
 
 def check_outputs(outputs: dict[str, str | None], inputs: dict[str, str | None]) -> None:
-    """Before long work: every output path is writable, none is an input file, no two are the same.
+    """Before long work: no output path is an input file, and no two outputs are the same path (each file
+    output is also checked with :func:`check_writable` by the caller).
 
     ``outputs``/``inputs`` map an option or role (``'--json'``, ``'the model'``) to a path (``None`` = not given).
     """
