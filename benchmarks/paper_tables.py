@@ -60,21 +60,27 @@ def ann_accuracy(onnx_path, x, y, batch=500):
     return ok / len(x)
 
 
-def _cached_run(path, images, T):
-    """The saved run at ``path`` if it was made on ``images`` test images for ``T`` steps, else None
-    (a run with other settings is never mixed into a new report)."""
+def _cached_run(path, images, T, calib_limit):
+    """The saved run at ``path`` if it was made on ``images`` test images for ``T`` steps from a conversion
+    with ``calib_limit`` calibration images, else None (a run with other settings is never mixed into a new
+    report).  Runs saved before the JSON recorded ``calib_limit`` take it from the .snn beside them."""
     if not os.path.exists(path):
         return None
     with open(path) as f:
         r = json.load(f)
-    return r if r.get("images") == images and r.get("T") == T else None
+    made_with = r.get("calib_limit")
+    snn = path[:-len(".json")] + ".snn"
+    if made_with is None and os.path.exists(snn):
+        import snncc
+        made_with = ((snncc.load(snn).graph.meta.get("provenance") or {}).get("options") or {}).get("calib_limit")
+    return r if r.get("images") == images and r.get("T") == T and made_with == calib_limit else None
 
 
 def run_config(onnx_path, cfg, calib, xt, yt, T, calib_limit, workdir, tag, log, report_only=False):
     import snncc
     from snncc.compensation import layer_errors
     res_path = os.path.join(workdir, f"{tag}.json")
-    cached = _cached_run(res_path, len(yt), T)
+    cached = _cached_run(res_path, len(yt), T, calib_limit)
     if cached is not None or report_only:
         if cached is None and os.path.exists(res_path):
             log(f"skipping {res_path}: made with other settings (rerun without --report-only to redo it)")
@@ -98,7 +104,7 @@ def run_config(onnx_path, cfg, calib, xt, yt, T, calib_limit, workdir, tag, log,
     sim_s = time.time() - t0
     _, errs = layer_errors(net.graph, r)
     out = {"tag": tag, "config": cfg, "convert_seconds": conv_s, "simulate_seconds": sim_s,
-           "images": int(len(yt)), "T": T,
+           "images": int(len(yt)), "T": T, "calib_limit": calib_limit,
            "accuracy_at": {str(t): float(np.mean(r.predictions[:, t - 1] == yt)) for t in range(1, T + 1)},
            "mean_prop_error": float(np.mean(errs)) if errs else None,
            "sops_per_image": float(np.mean(r.total_sops)),

@@ -50,12 +50,20 @@ def pass_name(fn) -> str:
 _DUMP_FILE = re.compile(r"^\d{2}_[A-Za-z0-9_.-]+\.txt$")
 
 
+def _is_dump(path: str) -> bool:
+    """A file ``run_pipeline`` wrote: ``NN_name.txt`` whose first line is a dump title."""
+    if not (_DUMP_FILE.match(os.path.basename(path)) and os.path.isfile(path)):
+        return False
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.readline().startswith(("# input (", "# after pass "))
+
+
 def _fresh_dump_dir(d: str) -> None:
-    """Create ``d``, or empty it of an earlier run's dump files (other files are left alone), so the
-    directory never mixes the passes of two runs."""
+    """Create ``d``, or empty it of an earlier run's dump files (anything else, a user's
+    ``01_notes.txt`` included, is left alone), so the directory never mixes two runs' passes."""
     os.makedirs(d, exist_ok=True)
     for f in os.listdir(d):
-        if _DUMP_FILE.match(f) and os.path.isfile(os.path.join(d, f)):
+        if _is_dump(os.path.join(d, f)):
             os.unlink(os.path.join(d, f))
 
 

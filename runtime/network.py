@@ -452,14 +452,14 @@ class Network:
                             "convert the data to the model's input shape")
         n = x.shape[0]
         labels = None if labels is None else check_labels(labels, n, self.n_classes)
-        record = [record] if isinstance(record, str) else list(record or ())
+        record = [record] if isinstance(record, str) else ([] if record is None else list(record))
         known = {p.name for p in self.pops}
         for r in record:
             if r not in known:
                 raise DataError(f"cannot record unknown population {r!r}",
                                 f"choose among {', '.join(sorted(known))}")
         batch_size = _positive("batch_size", batch_size)
-        threads = None if threads is None else _positive("threads", threads)
+        threads = None if threads is None or (_integral(threads) and threads == 0) else _positive("threads", threads)
         if callback is not None and not callable(callback):
             raise DataError(f"callback must be callable, got {type(callback).__name__}",
                             "pass a function callback(t, predictions_at_t, batch_slice)")

@@ -218,7 +218,7 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
     if opts.calib_limit and opts.calib_limit > cx.shape[0] and log:
         log(f"calibration limit {opts.calib_limit} is more than the {cx.shape[0]} calibration images: using all of them")
     cx, cy = _data.subset(cx, cy, opts.calib_limit)
-    if cy is not None:
+    if cy is not None and opts.compensate == "auto":      # the zeta search scores with them; nothing else reads y
         cy = _data.check_labels(cy, cx.shape[0], int(graph.output.shape[-1]), "calibration labels")
     cx = _data.to_channels_last(cx, hwc, graph.meta.get("input_layout", "NCHW"), "calibration data", log)
 

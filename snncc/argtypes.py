@@ -19,6 +19,17 @@ def positive_int(s: str) -> int:
     return v
 
 
+def nonnegative_int(s: str) -> int:
+    """An integer >= 0 (0 often means "all"), else argparse's one-line usage error."""
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {v}")
+    return v
+
+
 def floats(s: str) -> list[float]:
     """Comma-separated numbers, e.g. ``0.485,0.456,0.406``."""
     try:

@@ -71,6 +71,8 @@ def check_labels(labels, n: int, classes: int, what: str = "labels") -> np.ndarr
         y = y[:, 0]
     if y.ndim != 1 or y.shape[0] != n:
         raise DataError(f"{what} of shape {y.shape} for {n} images", f"give one label per image, shape ({n},)")
+    if y.dtype == np.bool_ or (np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y))):
+        y = y.astype(np.int64)              # 0/1 flags, or whole numbers stored as floats
     if not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{what} have dtype {y.dtype}; expected integer class indices", "pass labels as integers")
     if n and (y.min() < 0 or y.max() >= classes):

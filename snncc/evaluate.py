@@ -187,7 +187,7 @@ def run_eval(a) -> int:
               soft_wrap=True)
     con.print(f"energy per image: SNN {out['energy_snn_uj']:.3f} uJ ({a.fj_per_sop:g} fJ/SOP) vs ANN "
               f"{out['energy_ann_uj']:.3f} uJ ({macs:,} ops x {a.pj_per_flop:g} pJ)", soft_wrap=True)
-    files = []                    # both or neither: a failure leaves no half of the results behind
+    files = []                    # written together at the end: a failure while writing leaves neither
     if a.json:
         files.append((a.json, json.dumps(snnfile._jsonable(out), indent=1).encode()))
     if a.plot:

@@ -263,8 +263,8 @@ def load(path: str) -> Graph:
 
 
 def _check_meta(meta: Any, channels: int) -> None:
-    """The metadata the runtime relies on: a dict whose ``preprocess`` is ``{scale > 0, mean, std > 0}``
-    (``mean``/``std`` null or 1 or ``channels`` finite numbers).  Raises ``ValueError`` naming the field."""
+    """The metadata the runtime relies on: a dict whose ``preprocess`` is ``{scale > 0, mean, std != 0}``
+    (``mean``/``std`` null or 1 or ``channels`` finite numbers, ``std`` nonzero).  Raises ``ValueError`` naming the field."""
     if not isinstance(meta, dict):
         raise ValueError(f"'meta' is a {type(meta).__name__}, not an object")
     pre = meta.get("preprocess")
@@ -281,5 +281,5 @@ def _check_meta(meta: Any, channels: int) -> None:
                 not all(isinstance(m, (int, float)) and not isinstance(m, bool) and np.isfinite(m) for m in v):
             raise ValueError(f"'meta.preprocess.{key}' must be null or a list of 1 or {channels} finite numbers, "
                              f"got {v!r}")
-        if key == "std" and any(m <= 0 for m in v):
-            raise ValueError(f"'meta.preprocess.std' must be positive, got {v!r}")
+        if key == "std" and any(m == 0 for m in v):      # negative is fine: a folded in-graph Mul(-1)
+            raise ValueError(f"'meta.preprocess.std' must be nonzero, got {v!r}")

@@ -136,7 +136,7 @@ BAD_RUN_ARGS = {   # keyword arguments of run() -> words of the one-line DataErr
     "labels too few": (dict(labels=np.zeros(3, int)), ["shape (3,) for 4 images"]),
     "batch_size None": (dict(batch_size=None), ["batch_size", "None"]),
     "batch_size 0": (dict(batch_size=0), ["batch_size", "got 0"]),
-    "threads 0": (dict(threads=0), ["threads", "got 0"]),
+    "threads negative": (dict(threads=-1), ["threads", "got -1"]),
     "threads float": (dict(threads=1.5), ["threads", "1.5"]),
     "callback not callable": (dict(callback=5), ["callback must be callable", "int"]),
     "record unknown": (dict(record=["nope"]), ["unknown population 'nope'"]),
@@ -185,6 +185,9 @@ def test_record_accepts_one_name_or_none_and_accuracy_checks_t(net, test_data):
         with pytest.raises(DataError, match="accuracy"):
             r.accuracy(bad)
     assert r.accuracy(np.int64(4)) == r.accuracy()
+    # lenient where the meaning is plain: whole-number float labels, a numpy array of names, threads=0 (default)
+    r2 = net.run(x, timesteps=4, labels=y.astype(float), record=np.array([pop]), threads=0, progress=False)
+    assert r2.accuracy() == r.accuracy() and list(r2.rates) == [pop]
 
 
 def test_run_wrong_shape_raises_data_error(net):
@@ -292,3 +295,13 @@ def test_resolve_options_takes_every_preset_value_and_overrides(preset):
 def test_every_meta_key_is_documented(net):
     from snncc.ir import META_KEYS
     assert set(net.graph.meta) <= set(META_KEYS), sorted(set(net.graph.meta) - set(META_KEYS))
+
+
+def test_convert_ignores_labels_it_does_not_use(tmp_path):
+    """Only the zeta search reads calibration labels: 1-based labels are fine without it, an error with it."""
+    c = np.load(CALIB)
+    p = tmp_path / "calib1.npz"
+    np.savez(p, x=c["x"], y=c["y"] + 1)
+    snncc.convert(MODEL, str(p), **PRE, **FAST)
+    with pytest.raises(DataError, match="calibration labels range over 1..10"):
+        snncc.convert(MODEL, str(p), **PRE, **FAST, compensate="auto")

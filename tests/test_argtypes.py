@@ -3,7 +3,7 @@ import argparse
 
 import pytest
 
-from snncc.argtypes import choices_list, floats, positive_int
+from snncc.argtypes import choices_list, floats, nonnegative_int, positive_int
 from snncc.errors import SnnccError, one_line
 
 
@@ -12,6 +12,12 @@ def test_positive_int():
     for bad, words in (("0", "got 0"), ("-3", "got -3"), ("2.5", "'2.5'"), ("x", "'x'")):
         with pytest.raises(argparse.ArgumentTypeError, match=words):
             positive_int(bad)
+
+
+def test_nonnegative_int():
+    assert nonnegative_int("0") == 0 and nonnegative_int("12") == 12
+    with pytest.raises(argparse.ArgumentTypeError, match="got -1"):
+        nonnegative_int("-1")
 
 
 def test_floats_and_choices_list():

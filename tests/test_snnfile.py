@@ -142,3 +142,16 @@ def test_arrays_sha256_follows_the_documented_recipe(tmp_path):
             h.update(k.encode())
             h.update(z.read(f"arrays/{k}.npy"))
         assert h.hexdigest() == json.loads(z.read("manifest.json"))["arrays_sha256"]
+
+
+def test_negative_std_from_a_folded_input_affine_round_trips(tmp_path):
+    """fold_input_affine may store std < 0 (an in-graph Mul(-1)); such a file must load."""
+    g = small_graph()
+    g.meta["preprocess"] = {"scale": 1.0, "mean": [1.0], "std": [-1.0]}
+    p = str(tmp_path / "neg.snn")
+    snnfile.save(g, p)
+    assert snnfile.load(p).meta["preprocess"]["std"] == [-1.0]
+    g.meta["preprocess"]["std"] = [0.0]
+    snnfile.save(g, p)
+    with pytest.raises(SnnFileError, match="nonzero"):
+        snnfile.load(p)

@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cifar_resnet  # noqa: E402
-from snncc.argtypes import positive_int  # noqa: E402
+from snncc.argtypes import nonnegative_int, positive_int  # noqa: E402
 
 OPSET = 17          # legacy exporter
 DYNAMO_OPSET = 18   # the dynamo exporter builds opset 18; asking it for 17 fails to down-convert Pad
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="output FILE.onnx")
     p.add_argument("--dynamo", action="store_true",
                    help="use the torch.export-based exporter; weights go to FILE.onnx.data")
-    p.add_argument("--n", type=positive_int, default=1000,
+    p.add_argument("--n", type=nonnegative_int, default=1000,
                    help="test images for the ANN accuracy (evenly spread over the classes; 0 = all 10000)")
     p.add_argument("--check", type=positive_int, default=16, help="test images for the ORT vs torch check")
     p.add_argument("--threads", type=int, default=0, help="torch/onnxruntime threads (0 = default)")

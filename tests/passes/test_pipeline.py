@@ -143,6 +143,7 @@ def test_dump_dir_never_mixes_runs_and_custom_passes_keep_their_names(tmp_path):
     g, x = resnet()
     run_pipeline(g, ctx(x), dump_ir=str(tmp_path))
     (tmp_path / "notes.md").write_text("mine")
+    (tmp_path / "01_notes.txt").write_text("mine too, named like a dump")
 
     def widen(graph, c, k=1):
         return graph
@@ -150,8 +151,8 @@ def test_dump_dir_never_mixes_runs_and_custom_passes_keep_their_names(tmp_path):
     g, x = resnet()
     g = run_pipeline(g, ctx(x), dump_ir=str(tmp_path), passes=PIPELINE[:2] + [widen, functools.partial(widen, k=2)])
     assert g.meta["passes"] == PASS_NAMES[:2] + ["widen", "widen"]
-    assert sorted(os.listdir(tmp_path)) == ["00_input.txt", "01_fold_batchnorm.txt", "02_fold_input_affine.txt",
-                                            "03_widen.txt", "04_widen.txt", "notes.md"]
+    assert sorted(os.listdir(tmp_path)) == ["00_input.txt", "01_fold_batchnorm.txt", "01_notes.txt",
+                                            "02_fold_input_affine.txt", "03_widen.txt", "04_widen.txt", "notes.md"]
     assert (tmp_path / "00_input.txt").read_text().startswith("# input (op level)")
     h = run_pipeline(g, ctx(x), dump_ir=str(tmp_path / "again"), passes=PIPELINE[2:])
     assert (tmp_path / "again" / "00_input.txt").read_text().startswith("# input (op level)")
