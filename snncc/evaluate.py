@@ -85,8 +85,11 @@ def ann_predictions(onnx_path: str, graph, x_cl: np.ndarray, batch: int = 256) -
     return run_batched(logits, x_cl, fixed, batch)[0] if x_cl.shape[0] else np.zeros(0, np.int64)
 
 
-def layer_correlation(net, x_cl: np.ndarray, timesteps: int, images: int = 32) -> dict[str, float]:
-    """Pearson correlation between each population's normalised ANN activation and its SNN rate."""
+def layer_agreement(net, x_cl: np.ndarray, timesteps: int, images: int = 32) -> dict[str, tuple[float, float]]:
+    """Per spiking population, on the first ``images`` images: (Pearson correlation between the normalised
+    ANN activation and the SNN rate, mean rate gap ``rate - clip(activation, 0, 1)``).  The gap is the
+    error Eq. 9-11 accumulate layer by layer (negative: the layer fires too little); unlike the residual
+    charge ``E`` it is not swamped by silent neurons, whose rate 0 is exactly their ReLU output."""
     from snncc.analog import run_analog
     g = net.graph
     pops = [p.name for p in g.populations() if p.op in ("neuron", "maxgate")]
@@ -97,7 +100,8 @@ def layer_correlation(net, x_cl: np.ndarray, timesteps: int, images: int = 32) -
     for p in pops:
         a = np.asarray(acts[p]).reshape(xs.shape[0], -1).ravel()
         r = np.asarray(res.rates[p]).reshape(xs.shape[0], -1).ravel()
-        out[p] = float(np.corrcoef(a, r)[0, 1]) if a.std() > 0 and r.std() > 0 else float("nan")
+        out[p] = (float(np.corrcoef(a, r)[0, 1]) if a.std() > 0 and r.std() > 0 else float("nan"),
+                  float(np.mean(r - np.clip(a, 0.0, 1.0))))
     return out
 
 
@@ -142,7 +146,7 @@ def run_eval(a) -> int:
     sops = float(sum(np.sum(v) for v in res.sops.values())) / n
     spikes = float(sum(np.sum(v) for v in res.spikes.values())) / n
     macs = ann_macs(net.graph)
-    corr = layer_correlation(net, xc, T)
+    agree = layer_agreement(net, xc, T)
     layers = {}
     for p in net.graph.populations():
         if p.op == "input":
@@ -153,7 +157,8 @@ def run_eval(a) -> int:
                           else None,
                           "spikes_per_image": float(np.mean(res.spikes[p.name])) if p.name in res.spikes else None,
                           "sops_per_image": float(np.mean(res.sops[p.name])) if p.name in res.sops else None,
-                          "ann_snn_correlation": corr.get(p.name)}
+                          "ann_snn_correlation": agree[p.name][0] if p.name in agree else None,
+                          "rate_gap": agree[p.name][1] if p.name in agree else None}
     out = {"snn_accuracy": acc_at[T], "timesteps": T, "images": n, "accuracy_at": {str(k): v for k, v in acc_at.items()},
            "sops_per_image": sops, "spikes_per_image": spikes, "seconds_per_image": secs / n,
            "threads": a.threads, "early_exit": bool(a.early_exit),
@@ -240,6 +245,8 @@ def render_plot(out: dict, path: str) -> bytes:
     ax[1].plot(idx, [out["layers"][k]["firing_rate"] for k in names], "o-", label="firing rate")
     ax[1].plot(idx, [abs(out["layers"][k]["propagation_error"] or 0) for k in names], "s-", label="|E| = |V(T)|/T")
     ax[1].plot(idx, [out["layers"][k]["ann_snn_correlation"] for k in names], "^-", label="corr(ANN act., SNN rate)")
+    ax[1].plot(idx, [abs(out["layers"][k].get("rate_gap") or 0) for k in names], "v-",
+               label="|rate - ANN act.| (mean gap)")
     ax[1].set_xticks(idx)
     ax[1].set_xticklabels(names, rotation=70, fontsize=7)
     ax[1].set_xlabel("neuron layer")
