@@ -369,6 +369,15 @@ def eval_section(results_dir):
     return L
 
 
+def _saved(results: str, name: str):
+    """A saved JSON under ``results``, or None when that run was not made."""
+    path = os.path.join(results, name)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def _r56_longer_text(results=os.path.join(ROOT, "benchmarks", "results")):
     """What the ResNet-56 ``paper`` network does when run longer (saved evals of the same .snn, if present)."""
     runs = [os.path.join(results, f) for f in ("resnet56_paper-positive_eval_T700_2000.json",
@@ -384,33 +393,29 @@ def _r56_longer_text(results=os.path.join(ROOT, "benchmarks", "results")):
         cells = ", ".join(_fmt_loss(*_loss_at(d, t)) + f" at T={t}" for t in dict.fromkeys(pts))
         parts.append(f"{cells} points on {d['images']} test images (`-T {d['timesteps']}`, "
                      f"`{os.path.basename(path)}`)")
-    best = os.path.join(results, "resnet56_best-positive_eval_2000.json")
     best_txt = ""
-    if os.path.exists(best):
-        with open(best) as f:
-            b = json.load(f)
+    b = _saved(results, "resnet56_best-positive_eval_2000.json")
+    if b is not None:
         best_txt = (" The channel-wise `best` preset, which gives each channel its own lambda, loses "
                     f"{_fmt_loss(*_loss_at(b, b['timesteps']))} at T={b['timesteps']} on the same {b['images']} "
                     "images.")
-    nocomp = os.path.join(results, "resnet56_paper-nocomp-positive_eval_T512_2000.json")
+    nocomp = "resnet56_paper-nocomp-positive_eval_T512_2000.json"
     nocomp_txt = ""
-    if os.path.exists(nocomp):
-        with open(nocomp) as f:
-            nc = json.load(f)
-        nocomp_txt = (f" Without compensation (`paper-nocomp`, `{os.path.basename(nocomp)}`) the loss on the same "
+    nc = _saved(results, nocomp)
+    if nc is not None:
+        nocomp_txt = (f" Without compensation (`paper-nocomp`, `{nocomp}`) the loss on the same "
                       f"{nc['images']} images is {_fmt_loss(*_loss_at(nc, nc['timesteps']))} at T={nc['timesteps']}: "
                       "the compensation factor, tuned at T=256, is not what holds the loss up at long T.")
-    win = os.path.join(results, "resnet56_paper-nocomp_rate_windows_calib32_T512.json")
+    win = "resnet56_paper-nocomp_rate_windows_calib32_T512.json"
     win_txt = ""
-    if os.path.exists(win):
-        with open(win) as f:
-            w = json.load(f)
+    w = _saved(results, win)
+    if w is not None:
         last = w["layers"][-1]
         rel = lambda r: 100 * (r / last["activation"] - 1)  # noqa: E731
         block_outs = [r for r in w["layers"] if r["layer"].endswith("_1")]
         worst = min(block_outs, key=lambda r: r["rate_early"] / r["activation"] if r["activation"] else 0)
         h = w["T"] // 2
-        win_txt = (f" Where the time goes (`benchmarks/rate_windows.py`, `{os.path.basename(win)}`: {w['images']} "
+        win_txt = (f" Where the time goes (`benchmarks/rate_windows.py`, `{win}`: {w['images']} "
                    f"calibration images, `paper-nocomp`): the last block's output fires {rel(last['rate_early']):+.0f}% "
                    f"against its normalised ANN activation over steps 0-{h}, but {rel(last['rate_late']):+.1f}% over "
                    f"steps {h}-{w['T']} (correlation {last['corr_late']:.3f}); the deepest block outputs are the latest "
