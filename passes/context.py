@@ -23,7 +23,8 @@ class PassContext:
     one lambda per channel instead of per layer.  ``shortcut_norm``: scale shortcut synapses by
     lambda_in/lambda_out (Eq. 6); False keeps them at weight 1 (the paper's Table 2
     baseline).  ``init_membrane``: recorded in ``meta`` only (the runtime uses it).
-    ``zeta``: compensation factor of Eq. 14 (None = no compensation).
+    ``zeta``: compensation factor of Eq. 14 (None = no compensation).  ``rate_scale``: K > 0
+    multiplies every lambda (``normalize``): every firing rate / K.
     """
 
     calib: np.ndarray | None = None
@@ -33,6 +34,7 @@ class PassContext:
     shortcut_norm: bool = True
     init_membrane: float = 0.0
     zeta: float | None = None
+    rate_scale: float = 1.0
     batch_size: int = 64
     progress: bool = True
     log: Callable[[str], None] = field(default=_nolog)

@@ -25,12 +25,23 @@ weight (scale 1).  Biases ``b_v <- b_v / lambda_v`` and caps ``cap_v <- cap_v / 
 By induction over the topological order, the normalised activation of ``v``
 equals ``a_v / lambda_v`` (ReLU and Clip commute with a positive scale).
 
+Rate scale (beyond the paper, ``ctx.rate_scale = K``, default 1): every
+``neuron``/``output`` lambda above is multiplied by ``K`` (the input keeps 1;
+max gates follow their source).  Interior synapses ``lambda_u / lambda_v`` are
+unchanged; the first layer's analog current and every bias and cap are divided by
+``K``, so every normalised activation -- and every firing rate it encodes -- is
+``1/K`` of the unscaled network's: ``K`` times fewer spikes and synaptic
+operations per step, at the cost of a ``K`` times coarser rate resolution per step
+(the network needs about ``K`` times the steps for the same accuracy; for runs
+far longer than the accuracy needs, e.g. T=350 on a ResNet-20 that is converged
+at T=64).  The argmax of the output is unchanged (the output is divided by ``K``).
+
 PRE: spiking level; ``meta['activations']`` present.
-POST: ``meta['lambda']`` ({pop: float | list}), ``meta['channel_wise']``,
+POST: ``meta['lambda']`` ({pop: float | list}, rate scale included), ``meta['rate_scale']``, ``meta['channel_wise']``,
 ``meta['shortcut_norm']``, ``meta['percentile']``, ``meta['normalized'] = True``.
 Guarantee (``shortcut_norm=True``): analog output = ANN logits / lambda_out
 exactly (up to rounding), and the p-th percentile of every non-dead neuron
-population's normalised activation on the calibration data is 1 (per channel
+population's normalised activation on the calibration data is ``1/K`` (per channel
 with ``channel_wise``).  With ``shortcut_norm=False`` the output is not
 preserved (that is the baseline's error).
 Idempotence: a flag ``meta['normalized']`` makes a second run a no-op (weights
@@ -93,7 +104,18 @@ def run(graph: Graph, ctx) -> Graph:
         raise ModelError("normalize needs a spiking-level graph", "run eliminate_sums first")
     channel_wise = bool(getattr(ctx, "channel_wise", False))
     shortcut_norm = bool(getattr(ctx, "shortcut_norm", True))
+    k = getattr(ctx, "rate_scale", None)
+    k = 1.0 if k is None else float(k)
+    if not (np.isfinite(k) and k > 0):
+        raise ModelError(f"rate scale must be a positive number, got {k}", "e.g. --rate-scale 4, or 1 for none")
     lam = lambdas(graph, channel_wise)
+    if k != 1.0:
+        for p in graph.populations():
+            if p.op in ("neuron", "output"):
+                lam[p.name] = lam[p.name] * k
+        for p in graph.populations():          # max gates follow their (now scaled) source
+            if p.op == "maxgate":
+                lam[p.name] = lam[graph.preds(p.name)[0]]
     for u, v, d in list(graph.nx.edges(data=True)):
         if d["kind"] is EdgeKind.DATA:
             continue
@@ -109,6 +131,7 @@ def run(graph: Graph, ctx) -> Graph:
             c = np.asarray(p.attrs["cap"], np.float64) / lam[p.name]
             p.attrs["cap"] = float(c[0]) if c.size == 1 else [float(x) for x in c]
     graph.meta["lambda"] = {k: (float(v[0]) if v.size == 1 else [float(x) for x in v]) for k, v in lam.items()}
+    graph.meta["rate_scale"] = k
     graph.meta["channel_wise"] = channel_wise
     graph.meta["shortcut_norm"] = shortcut_norm
     if ctx is not None and getattr(ctx, "percentile", None) is not None:

@@ -47,6 +47,7 @@ class ConvertOptions:
     zeta_timesteps: int = ZETA_TIMESTEPS   # --compensate auto: steps each zeta is simulated for
     zeta_images: int = ZETA_IMAGES         # --compensate auto: calibration images each zeta is scored on
     batch_size: int = 64
+    rate_scale: float = 1.0                # every lambda x K: every firing rate / K (normalize)
     extra: dict = field(default_factory=dict)
 
 
@@ -67,6 +68,14 @@ def resolve_options(preset: str = "best", **overrides) -> ConvertOptions:
                          f"use one of {', '.join(PERCENTILE_OF)}")
     if opts.maxgate not in MAXGATE_RULES:
         raise SnnccError(f"unknown max-pool gate rule {opts.maxgate!r}", f"use one of {', '.join(MAXGATE_RULES)}")
+    if isinstance(opts.rate_scale, bool) or not isinstance(opts.rate_scale, (int, float, np.integer, np.floating)) \
+            or not (np.isfinite(opts.rate_scale) and 0 < opts.rate_scale <= 1000):
+        raise SnnccError(f"rate scale must be a number in (0, 1000], got {opts.rate_scale!r}",
+                         "e.g. --rate-scale 4 (4x fewer spikes), or 1 for none")
+    opts.rate_scale = float(opts.rate_scale)
+    if (opts.rate_scale != 1.0 and overrides.get("calibrate_bias") is None and opts.calibrate_bias > 0):
+        # the preset's calibration length is for rates of 1/1: a network firing K times slower needs K times the steps
+        opts.calibrate_bias = int(round(opts.calibrate_bias * opts.rate_scale))
     if opts.calibrate_bias < 0:
         raise SnnccError(f"--calibrate-bias takes a number of time steps >= 0, got {opts.calibrate_bias}",
                          "e.g. --calibrate-bias 64, or 0 to disable")
@@ -181,6 +190,7 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
             compensate: str | float | None = None, calibrate_bias: int | None = None,
             maxgate: str | None = None, calib_limit: int | None = None,
             zeta_timesteps: int | None = None, zeta_images: int | None = None,
+            rate_scale: float | None = None,
             batch_size: int | None = None, verify: bool = False, dump_ir: str | None = None,
             progress: bool = True, log: Callable[[str], None] | None = None) -> SpikingNetwork:
     """Convert an ONNX model (path, bytes or ``onnx.ModelProto``) into a :class:`SpikingNetwork`.
@@ -198,7 +208,8 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
     opts = resolve_options(preset, input_scale=input_scale, mean=mean, std=std, percentile=percentile,
                            percentile_of=percentile_of, channel_wise=channel_wise, shortcut_norm=shortcut_norm, init_membrane=init_membrane,
                            compensate=compensate, calibrate_bias=calibrate_bias, maxgate=maxgate, calib_limit=calib_limit,
-                           zeta_timesteps=zeta_timesteps, zeta_images=zeta_images, batch_size=batch_size)
+                           zeta_timesteps=zeta_timesteps, zeta_images=zeta_images, rate_scale=rate_scale,
+                           batch_size=batch_size)
     graph = import_onnx(model)
     ops_before = sum(1 for _ in graph.nodes())
     hwc = tuple(graph.input.shape)
@@ -226,7 +237,7 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
     ctx = PassContext(calib=cx, percentile=opts.percentile, percentile_of=opts.percentile_of,
                       channel_wise=opts.channel_wise,
                       shortcut_norm=opts.shortcut_norm, init_membrane=opts.init_membrane, zeta=zeta,
-                      batch_size=opts.batch_size, progress=progress, log=log)
+                      rate_scale=opts.rate_scale, batch_size=opts.batch_size, progress=progress, log=log)
     graph = run_pipeline(graph, ctx, verify=verify, dump_ir=dump_ir)   # keeps meta['preprocess_external']
     graph.meta["init_membrane"] = float(opts.init_membrane)
     for n in graph.populations():

@@ -38,6 +38,19 @@ def floats(s: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
 
 
+def positive_floats(s: str) -> list[float]:
+    """Comma-separated finite numbers > 0 (``none`` = an empty list), e.g. ``2,4``."""
+    if s.strip() == "none":
+        return []
+    try:
+        vals = [float(v) for v in s.split(",") if v.strip()]
+    except ValueError:
+        vals = []
+    if not vals or any(not (v > 0 and v != float("inf")) for v in vals):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive numbers or none, got {s!r}")
+    return vals
+
+
 def choices_list(allowed, none_ok: bool = True):
     """A type for a comma list of names from ``allowed`` (and ``none``): returns the list ([] for none)."""
     def parse(s: str) -> list[str]:

@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"--compensate auto scores each zeta on N calibration images (default {ZETA_IMAGES})")
     c.add_argument("--calibrate-bias", type=int, metavar="T",
                    help="post-training bias calibration at T steps on calibration images (0 = off)")
+    c.add_argument("--rate-scale", type=float, metavar="K",
+                   help="multiply every lambda by K: every firing rate, spike and synaptic operation / K, the rate "
+                        "resolution per step K times coarser (for long runs, e.g. T=350 on a net that converges "
+                        "at T=64; default 1).  The preset's --calibrate-bias steps are multiplied by K too")
     c.add_argument("--preset", default="best", choices=list(PRESETS),
                    help="paper: exactly Hu et al.; best (default): channel-wise lambda, half-threshold start")
     cw = c.add_mutually_exclusive_group()
@@ -130,7 +134,7 @@ def cmd_convert(a) -> int:
                       percentile=a.percentile, percentile_of=a.percentile_of, channel_wise=a.channel_wise, shortcut_norm=a.shortcut_norm,
                       init_membrane=a.init_membrane, compensate=a.compensate,
                       calibrate_bias=a.calibrate_bias, maxgate=a.maxgate, calib_limit=a.calib_limit,
-                      zeta_timesteps=a.zeta_timesteps, zeta_images=a.zeta_images,
+                      zeta_timesteps=a.zeta_timesteps, zeta_images=a.zeta_images, rate_scale=a.rate_scale,
                       batch_size=a.batch_size, verify=a.verify, dump_ir=a.dump_ir, progress=_progress(a.quiet),
                       log=log)
     net.save(a.output)
@@ -154,13 +158,15 @@ def _print_summary(con, net, out: str, seconds: float) -> None:
     lo, hi = _lambda_range(g.meta)
     m = g.meta
     zeta = m.get("zeta", 1.0) or 1.0
+    rs = float(m.get("rate_scale", 1.0))
+    rate = "" if rs == 1.0 else f"rate scale {rs:g}, "
     con.print(f"[bold green]wrote[/bold green] {_esc(out)}: {m.get('summary', {}).get('ops_before', '?')} IR ops -> "
               f"{len(pops)} populations ({len(neurons)} IF neuron layers, "
               f"{sum(int(np.prod(p.shape)) for p in neurons):,} neurons), "
               f"{g.nx.number_of_edges()} synapse edges", soft_wrap=True)
     con.print(f"  lambda {lo:.4g} .. {hi:.4g} ({'channel' if m.get('channel_wise') else 'layer'}-wise, "
               f"p{m.get('percentile')}{' of positive' if m.get('percentile_of') == 'positive' else ''}), shortcut norm {'on' if m.get('shortcut_norm', True) else 'off'}, "
-              f"zeta {float(zeta):.4g}, initial membrane {m.get('init_membrane', 0)}, {seconds:.1f} s",
+              f"{rate}zeta {float(zeta):.4g}, initial membrane {m.get('init_membrane', 0)}, {seconds:.1f} s",
               soft_wrap=True)
 
 

@@ -305,3 +305,40 @@ def test_convert_ignores_labels_it_does_not_use(tmp_path):
     snncc.convert(MODEL, str(p), **PRE, **FAST)
     with pytest.raises(DataError, match="calibration labels range over 1..10"):
         snncc.convert(MODEL, str(p), **PRE, **FAST, compensate="auto")
+
+
+def test_rate_scale_fires_k_times_less_with_the_same_answer(net, test_data):
+    """rate_scale=2: every lambda doubles (meta), the analog output halves (same argmax), and the first
+    layer -- constant current c = its normalised activation / 2, membrane from 0.5 -- fires exactly
+    floor(0.5 + T c) times per neuron (one spike per step at most)."""
+    from snncc.analog import run_analog
+    x, y = test_data
+    x = x[:64]
+    half = snncc.convert(MODEL, CALIB, **PRE, **FAST, rate_scale=2)
+    m0, m2 = net.graph.meta, half.graph.meta
+    assert m2["rate_scale"] == 2.0 and m0["rate_scale"] == 1.0
+    for k, lam in m2["lambda"].items():
+        f = 1.0 if half.graph.node(k).op == "input" else 2.0
+        np.testing.assert_allclose(lam, np.asarray(m0["lambda"][k]) * f, rtol=1e-12)
+    np.testing.assert_allclose(half.analog(x) * 2.0, net.analog(x), rtol=1e-5, atol=1e-6)
+    first = next(p.name for p in half.graph.populations() if p.op == "neuron")
+    Tn = 64
+    r2 = half.run(x, timesteps=Tn, record=[first], progress=False)
+    r1 = net.run(x, timesteps=Tn, progress=False)
+    c = np.asarray(run_analog(half.graph, half.prepare(x), keep=True)[first]).reshape(len(x), -1)
+    want = np.clip(np.floor(0.5 + Tn * c), 0, Tn)
+    got = np.rint(np.asarray(r2.rates[first]) * Tn)
+    assert np.abs(got - want).max() <= 1 and np.mean(got == want) > 0.99
+    s1 = sum(v.sum() for v in r1.spikes.values())
+    s2 = sum(v.sum() for v in r2.spikes.values())
+    assert 0.35 < s2 / s1 < 0.65, s2 / s1
+
+
+def test_rate_scale_options():
+    from snncc.api import resolve_options
+    assert resolve_options("best", rate_scale=4).calibrate_bias == 4 * resolve_options("best").calibrate_bias
+    assert resolve_options("best", rate_scale=4, calibrate_bias=64).calibrate_bias == 64   # explicit: kept
+    assert resolve_options("paper", rate_scale=4).calibrate_bias == 0
+    for bad in (0, -1, float("nan"), float("inf"), 1e6, True, "4"):
+        with pytest.raises(SnnccError, match="rate scale"):
+            resolve_options("best", rate_scale=bad)

@@ -3,7 +3,7 @@ import argparse
 
 import pytest
 
-from snncc.argtypes import choices_list, floats, nonnegative_int, positive_int
+from snncc.argtypes import choices_list, floats, nonnegative_int, positive_floats, positive_int
 from snncc.errors import SnnccError, one_line
 
 
@@ -18,6 +18,13 @@ def test_nonnegative_int():
     assert nonnegative_int("0") == 0 and nonnegative_int("12") == 12
     with pytest.raises(argparse.ArgumentTypeError, match="got -1"):
         nonnegative_int("-1")
+
+
+def test_positive_floats():
+    assert positive_floats("4") == [4.0] and positive_floats("2, 0.5") == [2.0, 0.5] and positive_floats("none") == []
+    for bad in ("0", "-1", "2,0", "inf", "nan", "x", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="positive numbers"):
+            positive_floats(bad)
 
 
 def test_floats_and_choices_list():

@@ -473,6 +473,8 @@ BAD_CASES = {
     "dump-ir is -o": (CONVERT(MODEL, CALIB, "--dump-ir", "{out}/x.snn"), ["-o and --dump-ir are the same path"]),
     "calib labels out of range": (CONVERT(MODEL, "{in}/calib_labels100.npz", "--compensate", "auto"),
                                   ["calibration labels", "100..115", "10 classes"]),
+    "rate scale 0": (CONVERT(MODEL, CALIB, "--rate-scale", "0"), ["rate scale", "got 0.0", "--rate-scale 4"]),
+    "rate scale nan": (CONVERT(MODEL, CALIB, "--rate-scale", "nan"), ["rate scale", "got nan"]),
     "calib is a text file": (CONVERT(MODEL, "{in}/text.npz"), ["text.npz", "neither a zip"]),
     "calib object arrays": (CONVERT(MODEL, "{in}/object.npz"), ["object.npz", "object arrays"]),
     "calib beyond float32": (CONVERT(MODEL, "{in}/huge.npz"), ["huge.npz", "beyond float32"]),

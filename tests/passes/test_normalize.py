@@ -97,3 +97,35 @@ def test_idempotent_and_needs_profile():
     del g.meta["activations"]
     with pytest.raises(ModelError):
         normalize.run(g, c)
+
+
+@pytest.mark.parametrize("make", [resnet, plain])
+@pytest.mark.parametrize("cw", [False, True])
+def test_rate_scale_divides_every_normalised_activation(make, cw):
+    """rate_scale K: lambda x K everywhere, so every population's analog activation is 1/K of the
+    unscaled network's (caps included), max gates follow their source, the output keeps its argmax."""
+    g, x, c = _profiled(make, channel_wise=cw)
+    ref = normalize.run(g.copy(), c)
+    c.rate_scale = 4.0
+    g = normalize.run(g, c)
+    verify(g)
+    assert g.meta["rate_scale"] == 4.0 and ref.meta["rate_scale"] == 1.0
+    for name, lam in g.meta["lambda"].items():
+        want = np.asarray(ref.meta["lambda"][name]) * (1.0 if g.node(name).op == "input" else 4.0)
+        np.testing.assert_allclose(lam, want, rtol=1e-12)
+    a, b = run_analog(ref, x, keep=True), run_analog(g, x, keep=True)
+    for p in g.populations():
+        if p.op != "input":
+            np.testing.assert_allclose(np.asarray(b[p.name]) * 4.0, np.asarray(a[p.name]), rtol=1e-6, atol=1e-9)
+    for p in g.by_op("neuron"):
+        if p.attrs.get("cap") is not None:
+            np.testing.assert_allclose(np.asarray(p.attrs["cap"]) * 4.0, np.asarray(ref.node(p.name).attrs["cap"]))
+    s = signature(g)
+    assert signature(normalize.run(g, c)) == s          # still idempotent
+
+
+def test_rate_scale_rejects_nonpositive():
+    g, x, c = _profiled(plain)
+    c.rate_scale = 0.0
+    with pytest.raises(ModelError, match="rate scale"):
+        normalize.run(g, c)
