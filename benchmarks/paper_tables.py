@@ -510,10 +510,13 @@ def targets_section(results_dir):
     if sp and sp.get("targets"):
         a = sp["targets"].get("10x_faster_than_spikingjelly_at_equal_accuracy", {})
         b = sp["targets"].get("3_gsops_per_core", {})
+        pd = a.get("paired_difference_points") or {}
+        acc = (f"; accuracy {pd['mean']:+.2f} +- {pd['se']:.2f} points against it on the same "
+               f"{sp['settings']['peer_n']} images" if pd.get("se") is not None else "")
         rows.append(f"| event-driven vs SpikingJelly, ResNet-20, T={sp['settings']['T']}, "
-                    f"{sp['settings']['threads']} threads | >= 10x faster | "
+                    f"{sp['settings']['threads']} threads | >= 10x faster at equal or better accuracy | "
                     f"{a.get('speedup_wall', float('nan')):.1f}x wall, {a.get('speedup_cpu_time', float('nan')):.1f}x "
-                    f"CPU time | {'met' if a.get('met') else '**not met**'} |")
+                    f"CPU time ({a.get('event_driven_variant', 'full T')}{acc}) | {'met' if a.get('met') else '**not met**'} |")
         rows.append(f"| synaptic operations per core | >= 3 GSOP/s | "
                     f"{b.get('gsops_per_core_wall', float('nan')):.2f} per thread (wall), {b.get('gsops_per_cpu_second', float('nan')):.2f} per CPU-second | "
                     f"{'met' if b.get('met_cpu_time') else '**not met**'} |")
@@ -536,9 +539,13 @@ def speed_section(path):
     with open(path) as f:
         d = json.load(f)
     st, env = d["settings"], d["environment"]
+    rs = d.get("event_driven_rate_scaled") or {}
+    peers = list(((d.get("spikingjelly") or {}).get("configs") or {}))
+    opts = (f" --peer {','.join(peers)}" if peers and peers != ["best", "default"] else "") + \
+        (f" --rate-scale {','.join(rs)}" if rs else " --rate-scale none")
     L = ["\n## Speed (benchmarks/bench_speed.py)\n",
          f"`python benchmarks/bench_speed.py -T {st['T']} --n {st['n']} --threads {st['threads']} "
-         f"--peer-n {st['peer_n']}` on "
+         f"--peer-n {st['peer_n']}{opts}` on "
          f"{env['cores']} cores ({env['cpu']}), all systems measured side by side in one run on the same "
          f"images; load average during the run {env['loadavg_start'][0]}-{env['loadavg_end'][0]}"
          + (" (other jobs were running, so CPU ms per image is the steadier figure). " if env['loadavg_start'][0] > 1.5
@@ -555,6 +562,10 @@ def speed_section(path):
             g = r.get("gsops_per_cpu_second")
             L.append(f"| {label} | {r['images']} | {r['ms_per_image']:.0f} | {r['cpu_ms_per_image']:.0f} | "
                      f"{'-' if g is None else f'{g:.2f}'} | {100 * r['accuracy']:.1f}% |")
+    for k, r in rs.items():
+        L.append(f"| snncc event-driven, `--rate-scale {k}` (bias calibrated for {r['calibrate_bias']} steps) | "
+                 f"{r['images']} | {r['ms_per_image']:.0f} | {r['cpu_ms_per_image']:.0f} | "
+                 f"{r['gsops_per_cpu_second']:.2f} | {100 * r['accuracy']:.1f}% |")
     for name, c in (d.get("spikingjelly") or {}).get("configs", {}).items():
         L.append(f"| SpikingJelly {d['spikingjelly']['version']} ({name}: {c['recipe']}) | "
                  f"{d['spikingjelly']['images']} | {c['ms_per_image']:.0f} | {c['cpu_ms_per_image']:.0f} | - | "
@@ -563,8 +574,14 @@ def speed_section(path):
     t = d.get("targets", {})
     if t:
         a, b = t.get("10x_faster_than_spikingjelly_at_equal_accuracy", {}), t.get("3_gsops_per_core", {})
-        L.append(f"Targets: event-driven >= 10x faster than SpikingJelly at T={st['T']}: **{'met' if a.get('met') else 'not met'}** "
-                 f"({a.get('speedup_wall', float('nan')):.1f}x wall, {a.get('speedup_cpu_time', float('nan')):.1f}x CPU time). "
+        pd = a.get("paired_difference_points") or {}
+        L.append(f"Targets: event-driven >= 10x faster than SpikingJelly at equal or better accuracy at T={st['T']}: "
+                 f"**{'met' if a.get('met') else 'not met'}** "
+                 f"({a.get('speedup_wall', float('nan')):.1f}x wall, {a.get('speedup_cpu_time', float('nan')):.1f}x CPU time, "
+                 f"snncc row: {a.get('event_driven_variant', 'full T')}"
+                 + (f", accuracy {100 * a['event_driven_accuracy_same_images']:.2f}% vs "
+                    f"{100 * a['spikingjelly_accuracy']:.2f}% on the same {st['peer_n']} images, paired difference "
+                    f"{pd['mean']:+.2f} +- {pd['se']:.2f} points" if pd.get("se") is not None else "") + "). "
                  f">= 3 GSOP/s per core: {b.get('gsops_per_cpu_second', float('nan')):.1f} GSOP per CPU-second "
                  f"({'met' if b.get('met_cpu_time') else 'not met'}), {b.get('gsops_per_core_wall', float('nan')):.2f} per thread "
                  "of wall time. " + _why_not_10x(d) + "\n")

@@ -19,7 +19,9 @@ The network is a *program* of typed arrays (built once by
   arrays, geometry);
 * flat parameters: ``wts`` float32 (conv / dense weights), ``coords`` int32
   (``(h, w, c)`` of every source index, 3 per neuron), ``indptr`` int64 /
-  ``indices`` int32 / ``data`` float32 (CSR synapses), ``bias`` float32.
+  ``indices`` int32 / ``data`` float32 (CSR synapses), ``bias`` float32 (per channel,
+  read by the output), ``cbias`` float32 (per neuron of every ``neuron`` population, at
+  its ``V`` offset: the bias of its channel).
 
 Per-image state, every population's block at its offset (channels-last
 flattened: neuron ``i = (h*W + w)*C + c``):
@@ -27,7 +29,7 @@ flattened: neuron ``i = (h*W + w)*C + c``):
 * ``V``      (B, NV) float32  membranes of the ``neuron`` populations (the scatters add into them)
 * ``Vout``   (B, K)  float64  output accumulator
 * ``I``      (B, NI) float32  the output's current of the running step
-* ``I0``     (B, N0) float32  constant analog current from the input layer
+* ``I0``     (B, N0) float32  constant analog current from the input layer (+ the bias, for a neuron population)
 * ``idx``    (B, NS) int32    indices of the neurons that fired at the last simulated step
 * ``cnt``    (B, P)  int32    how many entries of a population's ``idx`` are valid
 * ``counts`` (B, NS) int32    spikes so far per neuron (recorded rates; a max gate's own, always)
@@ -244,28 +246,26 @@ def _scatter_csr(sidx, k, In, indptr, indices, data):
 
 
 @njit(cache=True)
-def _if_update(Vn, I0n, has_i0, bias, C, mask, idx, cn, count):
+def _if_update(Vn, cur, mask, idx, cn, count):
     """IF update of one population of one image; returns the number of spikes.
 
     The step's synaptic events were added into ``V`` directly by the scatters; here
-    ``V <- V + (I0 + b)`` (``I0`` the constant analog current, where there is one),
-    ``s = [V >= 1]``, ``V <- V - s``; the fired indices go in increasing order to
-    ``idx[:k]``, and ``counts += s`` where ``count`` (recorded rates).  Two passes: a
-    vectorised update writing a spike mask, then a branch-free compaction (a fused loop is
-    ~5x slower: the data-dependent index store blocks vectorisation).
+    ``V <- V + cur`` (``cur`` the population's constant current per neuron: ``I0 + b`` where
+    the analog input drives it, else the bias ``b`` of the neuron's channel), ``s = [V >= 1]``,
+    ``V <- V - s``; the fired indices go in increasing order to ``idx[:k]``, and
+    ``counts += s`` where ``count`` (recorded rates).  Two passes: a flat vectorised update
+    writing a spike mask (one loop over the population: with a per-channel bias and a loop per
+    position, 16- and 32-channel layers fell to LLVM's scalar remainder loop), then a
+    branch-free compaction (a fused loop is ~5x slower: the data-dependent index store blocks
+    vectorisation; skipping all-zero 8-flag words saved time only below ~2% firing per step and
+    lost more above it, through mispredicted branches).
     """
     S = Vn.shape[0]
-    P = S // C
-    for p in range(P):
-        o = p * C
-        vr = Vn[o:o + C]
-        zr = I0n[o:o + C]             # empty without I0 (then never read)
-        mr = mask[o:o + C]
-        for c in range(C):            # has_i0 is loop-invariant: LLVM unswitches the loop
-            v = vr[c] + ((zr[c] + bias[c]) if has_i0 else bias[c])
-            f = v >= ONE
-            vr[c] = v - np.float32(f)
-            mr[c] = np.uint8(f)
+    for i in range(S):
+        v = Vn[i] + cur[i]
+        f = v >= ONE
+        Vn[i] = v - np.float32(f)
+        mask[i] = np.uint8(f)
     k = 0
     for i in range(S):
         idx[k] = i
@@ -391,7 +391,7 @@ def _certified(vo, rem, lo, pair, i0, ab):
 # the driver
 # ----------------------------------------------------------------------------------
 @njit(cache=True, parallel=True)
-def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias,
+def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias, cbias,
               V, Vout, I, I0, idx, cnt, counts, gcounts, tot, sops, active, pred, steps_run, final,
               early_exit, lo, pair, i0out, ab, maxsize, block, count):
     """Simulate steps ``t0 .. t1-1`` (0-based, of ``T``) of every image of the batch.
@@ -471,8 +471,12 @@ def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias,
                             tot[n, p] += m
                     if op == OP_NEURON:
                         d0 = sb * TB + u * size
-                        k = _if_update(In, i0, zb >= 0, bias[bb:bb + C], C, mask, sbuf[d0:d0 + size],
-                                       counts[n, sb:sb + size], count[p] != 0)
+                        if zb >= 0:      # I0 of a neuron population already holds I0 + b
+                            k = _if_update(In, i0, mask, sbuf[d0:d0 + size], counts[n, sb:sb + size], count[p] != 0)
+                        else:
+                            vb = pops[p, P_V]
+                            k = _if_update(In, cbias[vb:vb + size], mask, sbuf[d0:d0 + size],
+                                           counts[n, sb:sb + size], count[p] != 0)
                         kb[p, u] = k
                         tot[n, p] += k
                     elif op == OP_OUTPUT:

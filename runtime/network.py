@@ -202,6 +202,7 @@ class _Program:
         self._dat: list[np.ndarray] = []
         self._nind = 0
         self._b: list[np.ndarray] = []
+        self.cb: list[np.ndarray] = []     # per-neuron bias of every neuron population (in V order)
         self._nb = 0
         self.NV = self.NI = self.N0 = self.NS = self.NG = 0
         self.maxsize = 1
@@ -253,6 +254,7 @@ class _Program:
         self.indices = cat(self._ind, np.int32)
         self.data = cat(self._dat, np.float32)
         self.bias_all = cat(self._b, np.float32)
+        self.cbias = cat(self.cb, np.float32)
 
 
 def _add_edge(prog: _Program, src: int, syn: Synapse, src_shape, dst_shape) -> None:
@@ -369,6 +371,7 @@ class Network:
             op = {"neuron": K.OP_NEURON, "output": K.OP_OUTPUT, "maxgate": K.OP_MAXGATE}[node.op]
             if node.op == "neuron":
                 pop.v_off, prog.NV = prog.NV, prog.NV + size
+                prog.cb.append(np.tile(bias, size // c))    # its constant current per neuron (no analog input)
             if node.op == "output":     # neurons take their events into V directly
                 pop.i_off, prog.NI = prog.NI, prog.NI + size
             if node.op != "output":
@@ -499,7 +502,8 @@ class Network:
             if p.input_syn is None:
                 continue
             cur = np.asarray(synapses.apply(p.input_syn, xb).reshape(b, -1), dtype=np.float32)
-            I0[:, p.i0_off:p.i0_off + p.size] = cur
+            # a neuron population's constant current is I0 + b (float32, as the kernel adds them)
+            I0[:, p.i0_off:p.i0_off + p.size] = cur + np.tile(p.bias, p.size // p.channels) if p.op == "neuron" else cur
             if p.op == "output":
                 I[:, p.i_off:p.i_off + p.size] = cur
             macs += int(synapses.SYNAPSES[p.input_syn.op].fan_in(p.input_syn, self.input_shape)) * p.size
@@ -529,7 +533,7 @@ class Network:
 
         def steps(t0, t1):
             K.run_steps(t0, t1, T, pr.pops, pr.edges, pr.wts, pr.coord, pr.indptr, pr.indices, pr.data,
-                        pr.bias_all, V, Vout, I, I0, idx, cnt, counts, gcounts, tot, sops, active, pred, steps_run,
+                        pr.bias_all, pr.cbias, V, Vout, I, I0, idx, cnt, counts, gcounts, tot, sops, active, pred, steps_run,
                         final, bool(early_exit), lo, self._pair, i0o, ab, pr.maxsize, block, count)
 
         spiking = [p for p in self.pops if p.op in ("neuron", "maxgate")]
