@@ -104,15 +104,16 @@ def run(graph: Graph, ctx) -> Graph:
         raise ModelError("normalize needs a spiking-level graph", "run eliminate_sums first")
     channel_wise = bool(getattr(ctx, "channel_wise", False))
     shortcut_norm = bool(getattr(ctx, "shortcut_norm", True))
-    k = getattr(ctx, "rate_scale", None)
-    k = 1.0 if k is None else float(k)
-    if not (np.isfinite(k) and k > 0):
-        raise ModelError(f"rate scale must be a positive number, got {k}", "e.g. --rate-scale 4, or 1 for none")
+    rate_scale = getattr(ctx, "rate_scale", None)
+    rate_scale = 1.0 if rate_scale is None else float(rate_scale)
+    if not (np.isfinite(rate_scale) and rate_scale > 0):
+        raise ModelError(f"rate scale must be a positive number, got {rate_scale}",
+                         "e.g. --rate-scale 4, or 1 for none")
     lam = lambdas(graph, channel_wise)
-    if k != 1.0:
+    if rate_scale != 1.0:
         for p in graph.populations():
             if p.op in ("neuron", "output"):
-                lam[p.name] = lam[p.name] * k
+                lam[p.name] = lam[p.name] * rate_scale
         for p in graph.populations():          # max gates follow their (now scaled) source
             if p.op == "maxgate":
                 lam[p.name] = lam[graph.preds(p.name)[0]]
@@ -131,7 +132,7 @@ def run(graph: Graph, ctx) -> Graph:
             c = np.asarray(p.attrs["cap"], np.float64) / lam[p.name]
             p.attrs["cap"] = float(c[0]) if c.size == 1 else [float(x) for x in c]
     graph.meta["lambda"] = {k: (float(v[0]) if v.size == 1 else [float(x) for x in v]) for k, v in lam.items()}
-    graph.meta["rate_scale"] = k
+    graph.meta["rate_scale"] = rate_scale
     graph.meta["channel_wise"] = channel_wise
     graph.meta["shortcut_norm"] = shortcut_norm
     if ctx is not None and getattr(ctx, "percentile", None) is not None:

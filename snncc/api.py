@@ -210,6 +210,9 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
                            compensate=compensate, calibrate_bias=calibrate_bias, maxgate=maxgate, calib_limit=calib_limit,
                            zeta_timesteps=zeta_timesteps, zeta_images=zeta_images, rate_scale=rate_scale,
                            batch_size=batch_size)
+    if opts.rate_scale != 1.0 and calibrate_bias is None and opts.calibrate_bias:
+        log(f"rate scale {opts.rate_scale:g}: bias calibration runs for {opts.calibrate_bias} steps "
+            f"(the preset's {PRESETS[preset]['calibrate_bias']} x {opts.rate_scale:g}; --calibrate-bias T to choose)")
     graph = import_onnx(model)
     ops_before = sum(1 for _ in graph.nodes())
     hwc = tuple(graph.input.shape)

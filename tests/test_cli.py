@@ -576,3 +576,16 @@ def test_subprocess_convert_inspect_and_errors(tmp_path, digits_snn):
     r = _proc("eval", "bad.snn", "--data", TEST, "-T", "8", cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "bad.snn" in r.stderr
     assert sorted(os.listdir(tmp_path)) == ["bad.onnx", "bad.snn", "p.snn"]
+
+
+def test_rate_scale_scales_the_presets_bias_calibration(tmp_path, capsys):
+    """--rate-scale 2 without --calibrate-bias: the best preset's 64 calibration steps become 128 (said in
+    the log), the summary names the rate scale, and the .snn records it."""
+    out = tmp_path / "r.snn"
+    rc, so, se = cli(capsys, MODEL, "-o", out, "--calib", CALIB, *PRE, "--calib-limit", "100", "--rate-scale", "2")
+    assert rc == 0, se
+    text = " ".join((so + se).split())
+    assert "bias calibration runs for 128 steps" in text and "rate scale 2," in text
+    m = snncc.load(str(out)).graph.meta
+    assert m["rate_scale"] == 2.0 and m["bias_calibration"]["timesteps"] == 128
+    assert m["provenance"]["options"]["rate_scale"] == 2.0

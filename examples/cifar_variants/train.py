@@ -69,14 +69,15 @@ def train(model, x_u8, y, args, log=print):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
+            lr = opt.param_groups[0]["lr"]     # the rate this step used (after the last step the
+            sched.step()                       # schedule would extrapolate past its end)
             seen += len(idx)
             correct += int((out.argmax(1) == yb).sum())
             loss_sum += float(loss) * len(idx)
             if (i + 1) % 50 == 0 or i + 1 == steps_per_epoch:
                 log(f"epoch {ep + 1}/{args.epochs} step {i + 1}/{steps_per_epoch} "
                     f"loss {loss_sum / seen:.3f} train-acc {correct / seen:.4f} "
-                    f"lr {sched.get_last_lr()[0]:.4f} {time.time() - t0:.0f}s")
+                    f"lr {lr:.4f} {time.time() - t0:.0f}s")
         history.append({"epoch": ep + 1, "loss": loss_sum / seen, "train_acc": correct / seen,
                         "seconds": time.time() - t0})
     return history

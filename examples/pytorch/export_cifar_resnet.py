@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=nonnegative_int, default=1000,
                    help="test images for the ANN accuracy (evenly spread over the classes; 0 = all 10000)")
     p.add_argument("--check", type=positive_int, default=16, help="test images for the ORT vs torch check")
-    p.add_argument("--threads", type=int, default=0, help="torch/onnxruntime threads (0 = default)")
+    p.add_argument("--threads", type=nonnegative_int, default=0, help="torch/onnxruntime threads (0 = default)")
     args = p.parse_args(argv)
 
     if args.threads:
