@@ -637,8 +637,7 @@ def main(a) -> int:
     ev = {}
     for ee in (False, True):
         r = bench_event(net, x_cl, y, T, threads, a.batch, ee)
-        r["accuracy_peer_images"] = float(np.mean(r["pred_steps"][peer_idx, -1] == y[peer_idx]))
-        r["correct_peer_images"] = (r["pred_steps"][peer_idx, -1] == y[peer_idx]).astype(int).tolist()
+        r.update(peer_accuracy(r["pred_steps"], y, peer_idx))
         ev[ee] = r
         log(f"event-driven{' + early exit' if ee else ''}: {r['ms_per_image']:.1f} ms/image, "
             f"{r['sops_per_image'] / 1e6:.0f} M SOPs/image, {r['gsops']:.2f} GSOP/s "
@@ -658,8 +657,7 @@ def main(a) -> int:
                               preset="best", rate_scale=k, calibrate_bias=T, progress=False)
         conv_s = time.perf_counter() - t0
         r = bench_event(net_k, x_cl, y, T, threads, a.batch, False)
-        r["accuracy_peer_images"] = float(np.mean(r["pred_steps"][peer_idx, -1] == y[peer_idx]))
-        r["correct_peer_images"] = (r["pred_steps"][peer_idx, -1] == y[peer_idx]).astype(int).tolist()
+        r.update(peer_accuracy(r["pred_steps"], y, peer_idx))
         r.update(rate_scale=k, calibrate_bias=T, convert_s=conv_s)
         results["event_driven_rate_scaled"][f"{k:g}"] = {kk: v for kk, v in r.items() if kk not in ("pred_steps", "layers")}
         log(f"event-driven, rate scale {k:g} (bias calibrated for {T} steps, converted in {conv_s:.0f} s): "
@@ -708,6 +706,13 @@ def main(a) -> int:
         log(f"wrote {a.json}")
     work.cleanup()
     return 0
+
+
+def peer_accuracy(pred_steps: np.ndarray, y: np.ndarray, peer_idx: np.ndarray) -> dict:
+    """A row's final-step accuracy on the peer's images, and which of them it got right (for paired differences)."""
+    ok = pred_steps[peer_idx, -1] == y[peer_idx]
+    return {"accuracy_peer_images": float(np.mean(ok)) if len(ok) else float("nan"),
+            "correct_peer_images": ok.astype(int).tolist()}
 
 
 def paired(a, b) -> dict | None:

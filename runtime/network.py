@@ -371,7 +371,7 @@ class Network:
             op = {"neuron": K.OP_NEURON, "output": K.OP_OUTPUT, "maxgate": K.OP_MAXGATE}[node.op]
             if node.op == "neuron":
                 pop.v_off, prog.NV = prog.NV, prog.NV + size
-                prog.cb.append(np.tile(bias, size // c))    # its constant current per neuron (no analog input)
+                prog.cb.append(np.tile(bias, size // c))    # its bias per neuron (read where no analog input drives it)
             if node.op == "output":     # neurons take their events into V directly
                 pop.i_off, prog.NI = prog.NI, prog.NI + size
             if node.op != "output":
