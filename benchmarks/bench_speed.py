@@ -16,8 +16,9 @@ shared CIFAR-10 ResNet-20 (``<shared>/models/resnet20-12fca82f.th``):
 3. **event-driven** -- ``snncc``'s numba runtime (``net.run``), without and with the
    certified early exit: ms/image, SOPs/image, GSOP/s (total and per thread), mean
    steps run, accuracy; and, for each ``--rate-scale K``, the same model converted with
-   ``rate_scale=K`` (every firing rate / K, so K times fewer SOPs) and bias calibration
-   for ``T`` steps (the run length it is tuned for);
+   ``rate_scale=K`` (every firing rate / K, so K times fewer SOPs), the initial membrane
+   chosen on calibration images (``init_membrane="auto"`` at ``T`` steps) and bias
+   calibration for ``T`` steps (the run length it is tuned for);
 4. **SpikingJelly** (the peer) -- ``spikingjelly.activation_based.ann2snn``
    (``Converter`` + ``RateCodingRecipe``) applied to the same PyTorch ResNet-20,
    calibrated on the same calibration images, run in PyTorch on the CPU for ``T``
@@ -78,8 +79,8 @@ def parse_args(argv=None):
     p.add_argument("--onnx", default=None, help="use this ONNX ResNet-20 instead of exporting the checkpoint")
     p.add_argument("--calib-limit", type=positive_int, default=1000, help="calibration images (default 1000)")
     p.add_argument("--rate-scale", type=positive_floats, default=[4.0], metavar="K[,K..]",
-                   help="also convert with --rate-scale K (every firing rate / K) and bias calibration for T steps, "
-                        "and time those networks too (default 4; none to skip)")
+                   help="also convert with --rate-scale K (every firing rate / K), --init-membrane auto and bias "
+                        "calibration for T steps, and time those networks too (default 4; none to skip)")
     p.add_argument("--seed", type=int, default=0, help="seed of the test subset (default 0)")
     p.add_argument("--dense", default="ort,reference", type=choices_list(("ort", "reference")),
                    help="dense baselines to run: comma list of ort, reference, or none (default both)")
@@ -654,13 +655,16 @@ def main(a) -> int:
             break
         t0 = time.perf_counter()
         net_k = snncc.convert(onnx_path, cx_all, input_scale=SCALE, mean=MEAN, std=STD, calib_limit=a.calib_limit,
-                              preset="best", rate_scale=k, calibrate_bias=T, progress=False)
+                              preset="best", rate_scale=k, calibrate_bias=T, init_membrane="auto", zeta_timesteps=T,
+                              progress=False)
         conv_s = time.perf_counter() - t0
         r = bench_event(net_k, x_cl, y, T, threads, a.batch, False)
         r.update(peer_accuracy(r["pred_steps"], y, peer_idx))
-        r.update(rate_scale=k, calibrate_bias=T, convert_s=conv_s)
+        r.update(rate_scale=k, calibrate_bias=T, convert_s=conv_s, init_membrane=net_k.graph.meta["init_membrane"],
+                 init_membrane_search=net_k.graph.meta["init_membrane_search"])
         results["event_driven_rate_scaled"][f"{k:g}"] = {kk: v for kk, v in r.items() if kk not in ("pred_steps", "layers")}
-        log(f"event-driven, rate scale {k:g} (bias calibrated for {T} steps, converted in {conv_s:.0f} s): "
+        log(f"event-driven, rate scale {k:g} (initial membrane {r['init_membrane']:g}, bias calibrated for {T} steps, "
+            f"converted in {conv_s:.0f} s): "
             f"{r['ms_per_image']:.1f} ms/image, {r['sops_per_image'] / 1e6:.0f} M SOPs/image, {r['gsops']:.2f} GSOP/s, "
             f"accuracy {r['accuracy']:.4f}")
 

@@ -443,9 +443,14 @@ def _speed_notes(d):
                    f"divided by K, and the rate resolution per step is K times coarser: the network needs about K "
                    f"times the steps (K=8 at T={T} resolves rates like the unscaled network at T={T // 8}). The "
                    f"`best` ResNet-20 is within 0.2 points of the ANN from T=64 on, so at T={T} most of the unscaled "
-                   f"network's {ev['sops_per_image'] / 1e9:.2f} G SOPs per image buy nothing; with its bias "
+                   f"network's {ev['sops_per_image'] / 1e9:.2f} G SOPs per image buy nothing; with its initial "
+                   f"membrane chosen on calibration images at T={T} (`--init-membrane auto`) and its bias "
                    f"calibration run for the {T} steps it will run: {rows} (unscaled, no bias calibration: "
-                   f"{100 * (ev['accuracy'] - ann):+.2f}). The time falls less than the SOPs because every neuron "
+                   f"{100 * (ev['accuracy'] - ann):+.2f}). The rate-scaled network is not quite the unscaled one "
+                   f"slowed down: a neuron receives the same input spread over K times more steps, each checked "
+                   f"against the threshold, so a half-threshold start lets neurons whose ANN activation is 0 fire "
+                   f"on early positive inputs more often; the start chosen on calibration data is lower for larger "
+                   f"K. The time falls less than the SOPs because every neuron "
                    f"is still updated every step (constant current, threshold, spike list), whatever its rate: "
                    f"13 ms per image on this machine, measured with K=1000, where almost nothing fires.")
     if ev and de and sj and de.get("dense_ops_per_image"):
@@ -600,7 +605,8 @@ def speed_section(path):
             L.append(f"| {label} | {r['images']} | {r['ms_per_image']:.0f} | {r['cpu_ms_per_image']:.0f} | "
                      f"{'-' if g is None else f'{g:.2f}'} | {100 * r['accuracy']:.1f}% |")
     for k, r in rs.items():
-        L.append(f"| snncc event-driven, `--rate-scale {k}` (bias calibrated for {r['calibrate_bias']} steps) | "
+        v0 = f"initial membrane {r['init_membrane']:g} chosen on calibration images, " if "init_membrane" in r else ""
+        L.append(f"| snncc event-driven, `--rate-scale {k}` ({v0}bias calibrated for {r['calibrate_bias']} steps) | "
                  f"{r['images']} | {r['ms_per_image']:.0f} | {r['cpu_ms_per_image']:.0f} | "
                  f"{r['gsops_per_cpu_second']:.2f} | {100 * r['accuracy']:.1f}% |")
     for name, c in (d.get("spikingjelly") or {}).get("configs", {}).items():

@@ -35,7 +35,7 @@ class ConvertOptions:
     percentile_of: str
     channel_wise: bool
     shortcut_norm: bool
-    init_membrane: float
+    init_membrane: float | str          # a fraction of threshold, or "auto" (searched on calibration images)
     compensate: str | float
     calibrate_bias: int
     maxgate: str
@@ -60,7 +60,14 @@ def resolve_options(preset: str = "best", **overrides) -> ConvertOptions:
     opts = ConvertOptions(preset=preset, **vals)
     if not (0 < opts.percentile <= 100):
         raise SnnccError(f"percentile must be in (0, 100], got {opts.percentile}", "e.g. --percentile 99.9")
-    if not (0.0 <= opts.init_membrane < 1.0):
+    if isinstance(opts.init_membrane, str) and opts.init_membrane != "auto":
+        try:
+            opts.init_membrane = float(opts.init_membrane)
+        except ValueError:
+            raise SnnccError(f"--init-membrane takes a fraction of threshold or auto, got {opts.init_membrane!r}",
+                             "e.g. --init-membrane 0.5 or --init-membrane auto") from None
+    if opts.init_membrane != "auto" and (isinstance(opts.init_membrane, bool) or not isinstance(
+            opts.init_membrane, (int, float, np.integer, np.floating)) or not (0.0 <= opts.init_membrane < 1.0)):
         raise SnnccError(f"initial membrane must be in [0, 1) of threshold, got {opts.init_membrane}",
                          "e.g. --init-membrane 0.5")
     if opts.percentile_of not in PERCENTILE_OF:
@@ -232,26 +239,32 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
     if opts.calib_limit and opts.calib_limit > cx.shape[0] and log:
         log(f"calibration limit {opts.calib_limit} is more than the {cx.shape[0]} calibration images: using all of them")
     cx, cy = _data.subset(cx, cy, opts.calib_limit)
-    if cy is not None and opts.compensate == "auto":      # the zeta search scores with them; nothing else reads y
+    searches = opts.compensate == "auto" or opts.init_membrane == "auto"
+    if cy is not None and searches:      # the zeta / initial-membrane searches score with them; nothing else reads y
         cy = _data.check_labels(cy, cx.shape[0], int(graph.output.shape[-1]), "calibration labels")
     cx = _data.to_channels_last(cx, hwc, graph.meta.get("input_layout", "NCHW"), "calibration data", log)
 
     zeta = opts.compensate if isinstance(opts.compensate, float) else None
     ctx = PassContext(calib=cx, percentile=opts.percentile, percentile_of=opts.percentile_of,
                       channel_wise=opts.channel_wise,
-                      shortcut_norm=opts.shortcut_norm, init_membrane=opts.init_membrane, zeta=zeta,
+                      shortcut_norm=opts.shortcut_norm,
+                      init_membrane=0.5 if opts.init_membrane == "auto" else opts.init_membrane, zeta=zeta,
                       rate_scale=opts.rate_scale, batch_size=opts.batch_size, progress=progress, log=log)
     graph = run_pipeline(graph, ctx, verify=verify, dump_ir=dump_ir)   # keeps meta['preprocess_external']
-    graph.meta["init_membrane"] = float(opts.init_membrane)
+    graph.meta["init_membrane"] = 0.5 if opts.init_membrane == "auto" else float(opts.init_membrane)
     for n in graph.populations():
         if n.op == "maxgate":
             n.attrs["rule"] = opts.maxgate
     net = SpikingNetwork(graph)
     ann_pred = None
-    if opts.compensate == "auto" and cy is None:   # no labels: zeta is scored by agreement with the *source* model,
+    if searches and cy is None:   # no labels: zeta / V(0) are scored by agreement with the *source* model,
         from snncc.analog import run_analog       # taken before bias calibration changes the network
         from snncc.compensation import zeta_images
         ann_pred = np.argmax(run_analog(graph, zeta_images(cx, None, opts.zeta_images)[0]), axis=1)
+    if opts.init_membrane == "auto":   # before bias calibration, which then corrects the chosen start's drift
+        from snncc.calibration import search_init_membrane
+        search_init_membrane(net, cx, cy, timesteps=opts.zeta_timesteps, images=opts.zeta_images, ann_pred=ann_pred,
+                             log=log, progress=progress)
     if opts.calibrate_bias:
         from snncc.calibration import calibrate_bias as _calibrate
         _calibrate(net, cx, timesteps=int(opts.calibrate_bias), log=log, progress=progress)

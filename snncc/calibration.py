@@ -89,3 +89,54 @@ def calibrate_bias(net, x: np.ndarray, *, timesteps: int = 64, images: int = 128
            "mean_abs_gap": history}
     g.meta["bias_calibration"] = rec
     return rec
+
+
+#: ``--init-membrane auto`` candidates (fractions of threshold)
+INIT_CANDIDATES = (0.0, 0.125, 0.25, 0.375, 0.5)
+
+
+def search_init_membrane(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: int, images: int,
+                         candidates=INIT_CANDIDATES, ann_pred: np.ndarray | None = None,
+                         log: Callable[[str], None] | None = None, progress: bool = True) -> dict:
+    """Choose the initial membrane potential of ``net`` on calibration images and set it (in place).
+
+    Each candidate ``V(0)`` (a fraction of threshold) is simulated for ``timesteps`` steps on the
+    calibration subset the zeta search uses (:func:`snncc.compensation.zeta_images`) and scored by
+    accuracy against ``y`` (or, without labels, agreement with ``ann_pred``, default the network's
+    analog view); the best wins, ties going to the larger ``V(0)``.  Why it matters: a half-threshold
+    start removes most of the start-up delay, but lets a neuron whose ANN activation is 0 fire on
+    its first positive inputs before the negative ones arrive; with ``--rate-scale K`` the same
+    input reaches a neuron spread over K times more steps, each checked against the threshold, so
+    such spurious spikes grow with K and a lower start pays (ResNet-20, K=8, calibration images:
+    see docs/usage.md).  Returns the record stored in ``meta['init_membrane_search']``.
+    """
+    from tqdm.auto import tqdm
+
+    from snncc.compensation import zeta_images
+    from snncc.runtime.network import Network
+
+    log = log or (lambda s: None)
+    g = net.graph
+    xs, ys = zeta_images(x, y, images)
+    if ann_pred is None and ys is None:
+        ann_pred = np.argmax(run_analog(g, xs), axis=1)
+    target = ys if ys is not None else np.asarray(ann_pred)
+    scores = []
+    with tqdm(total=len(candidates), desc="initial membrane search", unit="V0", leave=False,
+              disable=not progress) as pb:
+        for v0 in candidates:
+            g.meta["init_membrane"] = float(v0)
+            r = Network(g).run(xs, timesteps, progress=False, early_exit=True)   # certified: same final answer
+            scores.append({"init_membrane": float(v0), "accuracy": float(np.mean(r.predictions[:, -1] == target))})
+            pb.update(1)
+    best = max(scores, key=lambda s: (s["accuracy"], s["init_membrane"]))
+    g.meta["init_membrane"] = best["init_membrane"]
+    net._net = None
+    record = {"timesteps": int(timesteps), "images": int(xs.shape[0]),
+              "criterion": "labels" if ys is not None else "ann_agreement", "candidates": scores,
+              "init_membrane": best["init_membrane"]}
+    g.meta["init_membrane_search"] = record
+    log(f"initial membrane: chose {best['init_membrane']:g} x threshold (calibration "
+        f"{'accuracy' if ys is not None else 'agreement with the source model'} {best['accuracy']:.4f} at "
+        f"T={timesteps}; " + ", ".join(f"{s['init_membrane']:g}: {s['accuracy']:.4f}" for s in scores) + ")")
+    return record

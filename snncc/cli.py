@@ -62,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="per-channel lambda (a diagonal scale on every edge)")
     cw.add_argument("--layer-wise", dest="channel_wise", action="store_const", const=False,
                     help="one lambda per layer, as in the paper")
-    c.add_argument("--init-membrane", type=float, help="initial membrane potential as a fraction of threshold")
+    c.add_argument("--init-membrane", metavar="F|auto",
+                   help="initial membrane potential as a fraction of threshold, or auto: the best of 0, 0.125, 0.25, "
+                        "0.375, 0.5 on calibration images (simulated like the zeta search: --zeta-timesteps steps, "
+                        "--zeta-images images)")
     c.add_argument("--maxgate", choices=MAXGATE_RULES,
                    help="spiking max pooling: leader = the paper's gate (spikes of the input that fired most so far), "
                         "max = the output's spike count follows the window's highest count (best preset)")

@@ -70,6 +70,8 @@ META_KEYS = {
     "channel_wise": "bool, whether lambda is per channel",
     "shortcut_norm": "bool, whether shortcut edges were scaled by lambda_in/lambda_out",
     "init_membrane": "initial membrane potential as a fraction of threshold",
+    "init_membrane_search": "record of --init-membrane auto: timesteps, images, criterion, candidates (accuracy "
+                            "per initial membrane), the chosen init_membrane",
     "zeta": "compensation factor applied (1.0 = none)",
     "compensation": "fit and search record of compensation (p, q, adj_r2, candidates)",
     "provenance": "source model hash, options, snncc version",

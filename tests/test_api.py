@@ -342,3 +342,8 @@ def test_rate_scale_options():
     for bad in (0, -1, float("nan"), float("inf"), 1e6, True, "4"):
         with pytest.raises(SnnccError, match="rate scale"):
             resolve_options("best", rate_scale=bad)
+    assert resolve_options("best", init_membrane="auto").init_membrane == "auto"
+    assert resolve_options("best", init_membrane="0.25").init_membrane == 0.25
+    for bad in ("soon", 1.0, -0.1, True, [0.5]):
+        with pytest.raises(SnnccError, match="initial membrane|--init-membrane"):
+            resolve_options("best", init_membrane=bad)

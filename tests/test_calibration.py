@@ -96,3 +96,37 @@ def test_calibrate_bias_reduces_rate_gap(preset, monkeypatch, tmp_path):
     for p in net.graph.populations():
         if p.op == "neuron":
             np.testing.assert_array_equal(back.node(p.name).params["bias"], p.params["bias"])
+
+
+def test_init_membrane_search_picks_the_best_scored_start():
+    """--init-membrane auto: every candidate is scored on the zeta-search subset; the chosen start is the
+    best (ties to the larger), it is what the saved network uses, and re-simulating it reproduces its score."""
+    from snncc.calibration import INIT_CANDIDATES, search_init_membrane
+    from snncc.compensation import zeta_images
+    d = np.load(CALIB)
+    net = snncc.convert(MODEL, CALIB, **PRE, calibrate_bias=0, calib_limit=200, rate_scale=4, progress=False)
+    x = net.prepare(d["x"])
+    y = d["y"].astype(np.int64)
+    rec = search_init_membrane(net, x, y, timesteps=T, images=64, progress=False)
+    accs = {c["init_membrane"]: c["accuracy"] for c in rec["candidates"]}
+    assert sorted(accs) == sorted(INIT_CANDIDATES) and rec["criterion"] == "labels" and rec["images"] == 64
+    top = max(accs.values())
+    assert rec["init_membrane"] == max(v for v, a in accs.items() if a == top)
+    assert net.graph.meta["init_membrane"] == rec["init_membrane"] and net.graph.meta["init_membrane_search"] is rec
+    assert len(set(accs.values())) > 1                       # the start matters at this T and rate scale
+    xs, ys = zeta_images(x, y, 64)
+    r = net.run(xs, T, progress=False)
+    assert np.mean(r.predictions[:, -1] == ys) == pytest.approx(top)
+
+
+def test_init_membrane_auto_through_convert_without_labels():
+    """Without calibration labels the candidates are scored by agreement with the source model."""
+    x = np.load(CALIB)["x"][:200]
+    logs = []
+    net = snncc.convert(MODEL, x, **PRE, calibrate_bias=0, init_membrane="auto", zeta_timesteps=16, zeta_images=32,
+                        progress=False, log=logs.append)
+    rec = net.graph.meta["init_membrane_search"]
+    assert rec["criterion"] == "ann_agreement" and rec["timesteps"] == 16
+    assert net.graph.meta["init_membrane"] == rec["init_membrane"]
+    assert net.graph.meta["provenance"]["options"]["init_membrane"] == "auto"
+    assert any(s.startswith("initial membrane: chose") for s in logs)
