@@ -428,6 +428,18 @@ def _r56_longer_text(results=os.path.join(ROOT, "benchmarks", "results")):
             "two standard errors from it." + nocomp_txt + win_txt + best_txt)
 
 
+def _init_search_text(rs):
+    """The initial membranes the rate-scaled rows' searches chose, and the largest K's calibration scores."""
+    recs = {k: r.get("init_membrane_search") for k, r in rs.items()}
+    if not all(recs.values()):
+        return ""
+    k = list(recs)[-1]
+    sc = ", ".join(f"{c['init_membrane']:g}: {100 * c['accuracy']:.1f}%" for c in recs[k]["candidates"])
+    return (f"; the search on {recs[k]['images']} calibration images chose "
+            + ", ".join(f"{r['init_membrane']:g} for K={kk}" for kk, r in recs.items())
+            + f" (K={k}, accuracy by initial membrane: {sc})")
+
+
 def _speed_notes(d):
     """What the speed run shows beyond the table: the rate-scaled rows, then the arithmetic of the unscaled one."""
     ev, de = d.get("event_driven") or {}, d.get("dense_ort") or {}
@@ -449,8 +461,8 @@ def _speed_notes(d):
                    f"{100 * (ev['accuracy'] - ann):+.2f}). The rate-scaled network is not quite the unscaled one "
                    f"slowed down: a neuron receives the same input spread over K times more steps, each checked "
                    f"against the threshold, so a half-threshold start lets neurons whose ANN activation is 0 fire "
-                   f"on early positive inputs more often; the start chosen on calibration data is lower for larger "
-                   f"K. The time falls less than the SOPs because every neuron "
+                   f"on early positive inputs more often{_init_search_text(rs)}. The time falls less than the SOPs "
+                   f"because every neuron "
                    f"is still updated every step (constant current, threshold, spike list), whatever its rate: "
                    f"13 ms per image on this machine, measured with K=1000, where almost nothing fires.")
     if ev and de and sj and de.get("dense_ops_per_image"):
@@ -566,12 +578,14 @@ def _previous_speed_run(d, path):
     sj = ((p.get("spikingjelly") or {}).get("configs") or {}).get("best")
     if not (ta and sj):
         return []
-    return [f"An earlier run of the same command (`benchmarks/results/speed_resnet20_previous.json`, one commit "
-            f"before the flat neuron update of `_if_update`) measured SpikingJelly at {sj['ms_per_image']:.0f} ms "
-            f"per image (this run: {d['spikingjelly']['configs']['best']['ms_per_image']:.0f}) and gave "
-            f"{ta['speedup_wall']:.1f}x wall for {ta['event_driven_variant']} (met there); the peer's own time moves "
-            f"by that much between runs on this machine, so the {ta['event_driven_variant']} ratio sits at the "
-            f"10x line rather than clearly above or below it.\n"]
+    cfg = lambda r: ", ".join(f"K={k} at initial membrane {v.get('init_membrane', 0.5):g}"
+                              for k, v in (r.get("event_driven_rate_scaled") or {}).items())
+    return [f"An earlier run of the same command (`benchmarks/results/speed_resnet20_previous.json`; rate-scaled rows "
+            f"{cfg(p)}, against {cfg(d)} here) measured SpikingJelly at {sj['ms_per_image']:.0f} ms per image "
+            f"(this run: {d['spikingjelly']['configs']['best']['ms_per_image']:.0f}) and gave "
+            f"{ta['speedup_wall']:.1f}x wall for {ta['event_driven_variant']} "
+            f"({'met' if ta.get('met') else 'not met'} there). The peer's own time moves by several percent "
+            f"between runs on this machine.\n"]
 
 
 def speed_section(path):

@@ -107,8 +107,8 @@ def search_init_membrane(net, x: np.ndarray, y: np.ndarray | None, *, timesteps:
     start removes most of the start-up delay, but lets a neuron whose ANN activation is 0 fire on
     its first positive inputs before the negative ones arrive; with ``--rate-scale K`` the same
     input reaches a neuron spread over K times more steps, each checked against the threshold, so
-    such spurious spikes grow with K and a lower start pays (ResNet-20, K=8, calibration images:
-    see docs/usage.md).  Returns the record stored in ``meta['init_membrane_search']``.
+    such spurious spikes grow with K and a lower start pays (docs/usage.md, docs/results.md).
+    Returns the record stored in ``meta['init_membrane_search']``.
     """
     from tqdm.auto import tqdm
 

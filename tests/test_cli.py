@@ -476,7 +476,6 @@ BAD_CASES = {
     "rate scale 0": (CONVERT(MODEL, CALIB, "--rate-scale", "0"), ["rate scale", "got 0.0", "--rate-scale 4"]),
     "rate scale nan": (CONVERT(MODEL, CALIB, "--rate-scale", "nan"), ["rate scale", "got nan"]),
     "init membrane word": (CONVERT(MODEL, CALIB, "--init-membrane", "soon"), ["--init-membrane", "auto", "'soon'"]),
-    "init membrane 1": (CONVERT(MODEL, CALIB, "--init-membrane", "1"), ["initial membrane", "[0, 1)"]),
     "calib is a text file": (CONVERT(MODEL, "{in}/text.npz"), ["text.npz", "neither a zip"]),
     "calib object arrays": (CONVERT(MODEL, "{in}/object.npz"), ["object.npz", "object arrays"]),
     "calib beyond float32": (CONVERT(MODEL, "{in}/huge.npz"), ["huge.npz", "beyond float32"]),
