@@ -503,7 +503,7 @@ class Network:
                 continue
             cur = np.asarray(synapses.apply(p.input_syn, xb).reshape(b, -1), dtype=np.float32)
             # a neuron population's constant current is I0 + b (float32, as the kernel adds them)
-            I0[:, p.i0_off:p.i0_off + p.size] = cur + np.tile(p.bias, p.size // p.channels) if p.op == "neuron" else cur
+            I0[:, p.i0_off:p.i0_off + p.size] = cur + pr.cbias[p.v_off:p.v_off + p.size] if p.op == "neuron" else cur
             if p.op == "output":
                 I[:, p.i_off:p.i_off + p.size] = cur
             macs += int(synapses.SYNAPSES[p.input_syn.op].fan_in(p.input_syn, self.input_shape)) * p.size

@@ -245,13 +245,14 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
     cx = _data.to_channels_last(cx, hwc, graph.meta.get("input_layout", "NCHW"), "calibration data", log)
 
     zeta = opts.compensate if isinstance(opts.compensate, float) else None
+    v0 = 0.5 if opts.init_membrane == "auto" else float(opts.init_membrane)   # "auto": searched after the pipeline
     ctx = PassContext(calib=cx, percentile=opts.percentile, percentile_of=opts.percentile_of,
                       channel_wise=opts.channel_wise,
                       shortcut_norm=opts.shortcut_norm,
-                      init_membrane=0.5 if opts.init_membrane == "auto" else opts.init_membrane, zeta=zeta,
+                      init_membrane=v0, zeta=zeta,
                       rate_scale=opts.rate_scale, batch_size=opts.batch_size, progress=progress, log=log)
     graph = run_pipeline(graph, ctx, verify=verify, dump_ir=dump_ir)   # keeps meta['preprocess_external']
-    graph.meta["init_membrane"] = 0.5 if opts.init_membrane == "auto" else float(opts.init_membrane)
+    graph.meta["init_membrane"] = v0
     for n in graph.populations():
         if n.op == "maxgate":
             n.attrs["rule"] = opts.maxgate
