@@ -112,31 +112,27 @@ def search_init_membrane(net, x: np.ndarray, y: np.ndarray | None, *, timesteps:
     """
     from tqdm.auto import tqdm
 
-    from snncc.compensation import zeta_images
-    from snncc.runtime.network import Network
+    from snncc.compensation import SCORE_WORDS, certified_accuracy, search_target, zeta_images
 
     log = log or (lambda s: None)
     g = net.graph
     xs, ys = zeta_images(x, y, images)
-    if ann_pred is None and ys is None:
-        ann_pred = np.argmax(run_analog(g, xs), axis=1)
-    target = ys if ys is not None else np.asarray(ann_pred)
+    target, criterion = search_target(g, xs, ys, ann_pred)
     scores = []
     with tqdm(total=len(candidates), desc="initial membrane search", unit="V0", leave=False,
               disable=not progress) as pb:
         for v0 in candidates:
             g.meta["init_membrane"] = float(v0)
-            r = Network(g).run(xs, timesteps, progress=False, early_exit=True)   # certified: same final answer
-            scores.append({"init_membrane": float(v0), "accuracy": float(np.mean(r.predictions[:, -1] == target))})
+            scores.append({"init_membrane": float(v0), "accuracy": certified_accuracy(g, xs, timesteps, target)[0]})
             pb.update(1)
     best = max(scores, key=lambda s: (s["accuracy"], s["init_membrane"]))
     g.meta["init_membrane"] = best["init_membrane"]
     net._net = None
     record = {"timesteps": int(timesteps), "images": int(xs.shape[0]),
-              "criterion": "labels" if ys is not None else "ann_agreement", "candidates": scores,
+              "criterion": criterion, "candidates": scores,
               "init_membrane": best["init_membrane"]}
     g.meta["init_membrane_search"] = record
     log(f"initial membrane: chose {best['init_membrane']:g} x threshold (calibration "
-        f"{'accuracy' if ys is not None else 'agreement with the source model'} {best['accuracy']:.4f} at "
+        f"{SCORE_WORDS[criterion]} {best['accuracy']:.4f} at "
         f"T={timesteps}; " + ", ".join(f"{s['init_membrane']:g}: {s['accuracy']:.4f}" for s in scores) + ")")
     return record

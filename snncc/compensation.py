@@ -106,6 +106,28 @@ def zeta_images(x: np.ndarray, y: np.ndarray | None, images: int):
     return subset(x, y, images, seed=1)
 
 
+SCORE_WORDS = {"labels": "accuracy", "ann_agreement": "agreement with the source model"}
+
+
+def search_target(graph, xs: np.ndarray, ys: np.ndarray | None, ann_pred: np.ndarray | None = None):
+    """What a calibration search (zeta, initial membrane) scores against, and the criterion's name:
+    the labels ``ys``; without them ``ann_pred`` (default: ``graph``'s analog view on ``xs``)."""
+    if ys is not None:
+        return np.asarray(ys), "labels"
+    if ann_pred is None:
+        ann_pred = np.argmax(run_analog(graph, xs), axis=1)
+    return np.asarray(ann_pred), "ann_agreement"
+
+
+def certified_accuracy(graph, xs: np.ndarray, timesteps: int, target: np.ndarray):
+    """(share of ``xs`` whose prediction at ``timesteps`` is ``target``, the run).  The certified early
+    exit stops an image once its answer is provably the full-T one, so the score is the full-T score
+    at a fraction of the cost (per-step results after an image's exit are not simulated)."""
+    from snncc.runtime.network import Network
+    r = Network(graph).run(xs, timesteps, progress=False, early_exit=True)
+    return float(np.mean(r.predictions[:, -1] == target)), r
+
+
 def search_zeta(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: int = ZETA_TIMESTEPS,
                 images: int = ZETA_IMAGES, steps: int = 6, step: float = 0.01, patience: int | None = 3,
                 log: Callable[[str], None] | None = None, progress: bool = True,
@@ -126,9 +148,7 @@ def search_zeta(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: int = ZE
     xs, ys = zeta_images(x, y, images)
     if images > xs.shape[0]:
         log(f"compensation: --zeta-images {images} is more than the {xs.shape[0]} calibration images: using all of them")
-    if ann_pred is None:
-        ann_pred = np.argmax(run_analog(g, xs), axis=1)
-    target = ys if ys is not None else np.asarray(ann_pred)
+    target, criterion = search_target(g, xs, ys, ann_pred)
     last = [n for n in g.populations() if n.op == "neuron"]
     depth = depth_of(g)
     last_name = max(last, key=lambda n: depth[n.name]).name if last else None
@@ -143,16 +163,16 @@ def search_zeta(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: int = ZE
         f"tau_max {tau_max:.3f}; zeta candidates {cands}")
     from tqdm.auto import tqdm
 
-    from snncc.runtime.network import Network
     pb = tqdm(total=len(cands), desc="zeta search", unit="zeta", leave=False, disable=not progress)
 
     def score(z):
         trial = g.copy()
         apply_zeta(trial, z)
-        # certified early exit: the final prediction is provably the full-T one, at a
-        # fraction of the cost (the error below is then measured at each image's exit step)
-        r = base if z == 1.0 else Network(trial).run(xs, timesteps, progress=False, early_exit=True)
-        acc = float(np.mean(r.predictions[:, -1] == target))
+        # (with the early exit, the error below is measured at each image's exit step)
+        if z == 1.0:
+            r, acc = base, float(np.mean(base.predictions[:, -1] == target))
+        else:
+            acc, r = certified_accuracy(trial, xs, timesteps, target)
         err = float(np.mean(layer_errors(trial, r)[1] or [0.0]))
         pb.update(1)
         return {"zeta": z, "accuracy": acc, "mean_error": err}
@@ -163,11 +183,10 @@ def search_zeta(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: int = ZE
     apply_zeta(g, best["zeta"])
     net._net = None
     record = {"fit": fit, "depths": ds, "errors": es, "tau_max": tau_max, "timesteps": timesteps,
-              "images": int(xs.shape[0]), "criterion": "labels" if ys is not None else "ann_agreement",
+              "images": int(xs.shape[0]), "criterion": criterion,
               "candidates": scores, "untried": cands[len(scores):], "zeta": best["zeta"]}
     g.meta["compensation"] = record
-    log(f"compensation: chose zeta {best['zeta']} (calibration "
-        f"{'accuracy' if ys is not None else 'agreement with the source model'} {best['accuracy']:.4f})"
+    log(f"compensation: chose zeta {best['zeta']} (calibration {SCORE_WORDS[criterion]} {best['accuracy']:.4f})"
         + (f"; stopped after {len(scores)} of {len(cands)} candidates ({patience} in a row below the best)"
            if len(scores) < len(cands) else ""))
     return record
