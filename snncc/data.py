@@ -114,13 +114,20 @@ def check_finite(x: np.ndarray, what: str = "data") -> None:
                         "affected)", "remove or repair those images")
 
 
+def subset_indices(n: int, limit: int | None, seed: int = SEED) -> np.ndarray:
+    """The sorted indices :func:`subset` takes from ``n`` images (all of them when ``limit`` is None or >= n)."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    if limit <= 0:
+        raise DataError(f"limit must be positive, got {limit}", "pass a positive number of images")
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
 def subset(x: np.ndarray, y: np.ndarray | None, limit: int | None, seed: int = SEED):
     """A seeded random subset of ``limit`` images (data files are often sorted by class)."""
     if limit is None or limit >= x.shape[0]:
         return x, y
-    if limit <= 0:
-        raise DataError(f"limit must be positive, got {limit}", "pass a positive number of images")
-    idx = np.sort(np.random.default_rng(seed).choice(x.shape[0], size=limit, replace=False))
+    idx = subset_indices(x.shape[0], limit, seed)
     return x[idx], (None if y is None else y[idx])
 
 

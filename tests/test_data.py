@@ -59,3 +59,14 @@ def test_subset_is_seeded_and_random():
     assert np.array_equal(ay, by) and len(set(ay.tolist())) == 10
     assert ay.tolist() != list(range(10))          # not simply the first images
     assert np.array_equal(a[:, 0, 0, 0], ay)
+
+
+def test_subset_indices_are_what_subset_takes():
+    x = np.arange(50)[:, None, None, None] * np.ones((1, 1, 2, 2))
+    y = np.arange(50)
+    idx = data.subset_indices(50, 7)
+    assert np.array_equal(data.subset(x, y, 7)[1], idx) and np.all(np.diff(idx) > 0)
+    assert np.array_equal(data.subset_indices(50, None), np.arange(50))
+    assert np.array_equal(data.subset_indices(50, 80), np.arange(50))
+    with pytest.raises(DataError, match="positive"):
+        data.subset_indices(50, 0)

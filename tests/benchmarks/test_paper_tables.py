@@ -1,4 +1,4 @@
-"""benchmarks/paper_tables.py: a cached run is reused only for the settings it was made with."""
+"""benchmarks/paper_tables.py: cached runs are reused only for their own settings; texts quote the saved runs."""
 import json
 import os
 import sys
@@ -15,3 +15,22 @@ def test_cached_run_only_for_the_same_images_T_and_calib_limit(tmp_path):
     assert paper_tables._cached_run(str(p), 300, 350, 2000) is None       # other test subset
     assert paper_tables._cached_run(str(p), 1000, 256, 2000) is None      # other T
     assert paper_tables._cached_run(str(p), 1000, 350, 500) is None       # other calibration set
+
+
+def _heldout(path, depth, zetas_diffs):
+    runs = [{"zeta": z, "loss": 1.5 - d, "loss_se": 0.6, "diff": d, "diff_se": 0.7} for z, d in zetas_diffs]
+    with open(os.path.join(path, f"resnet{depth}_paper-nocomp_zeta_heldout_1024_T350.json"), "w") as f:
+        json.dump({"images": 1024, "T": 350, "runs": runs}, f)
+
+
+def test_zeta_heldout_text_quotes_the_saved_runs(tmp_path):
+    assert paper_tables._zeta_heldout_text(str(tmp_path)) == ""
+    _heldout(tmp_path, 20, [(1.0, 0.0), (1.0213, 2.64)])
+    txt = paper_tables._zeta_heldout_text(str(tmp_path))
+    assert "ResNet-20 (1024 images, T=350) zeta 1: loss 1.50 +- 0.60, zeta 1.0213: loss -1.14 +- 0.60 " \
+           "(+2.64 +- 0.70 against zeta 1)" in txt
+    assert "costs" not in txt                      # nothing hurt: no verdict
+    _heldout(tmp_path, 56, [(1.0, 0.0), (1.005, -0.5), (1.0135, -2.5)])
+    txt = paper_tables._zeta_heldout_text(str(tmp_path))
+    assert "zeta 1.0135: loss 4.00 +- 0.60 (-2.50 +- 0.70 against zeta 1)" in txt
+    assert "helps ResNet-20 on these images but costs ResNet-56 accuracy" in txt
