@@ -42,6 +42,16 @@ from .fold_batchnorm import fold_affine_into_linear
 NAME = "merge_linear"
 
 
+
+def _splice_out(g: Graph, name: str, src: str, consumers) -> bool:
+    """Remove node ``name`` (its effect already folded into ``consumers``): each consumer now reads
+    ``src`` directly through a DATA edge.  Returns True (the rewrite happened)."""
+    for c in consumers:
+        g.nx.remove_edge(name, c)
+        g.add_edge(src, c, EdgeKind.DATA, 0)
+    g.remove_node(name)
+    return True
+
 def _t(v, n=2):
     return tuple(int(i) for i in v)
 
@@ -64,11 +74,7 @@ def _pad_into_conv(g: Graph, n) -> bool:
         cn = g.node(c)
         cp = _t(cn.attrs.get("pads", (0, 0, 0, 0)))
         cn.attrs["pads"] = tuple(a + b for a, b in zip(cp, p))
-    for c in cons:
-        g.nx.remove_edge(n.name, c)
-        g.add_edge(src, c, EdgeKind.DATA, 0)
-    g.remove_node(n.name)
-    return True
+    return _splice_out(g, n.name, src, cons)
 
 
 def _affine_after_linear(g: Graph, n) -> bool:
@@ -143,10 +149,7 @@ def _affine_before_linear(g: Graph, n) -> bool:
         return False
     if g.nx.has_edge(src, target):
         return False
-    g.nx.remove_edge(n.name, target)
-    g.remove_node(n.name)
-    g.add_edge(src, target, EdgeKind.DATA, 0)
-    return True
+    return _splice_out(g, n.name, src, [target])
 
 
 def _gap(g: Graph, n) -> bool:
@@ -174,10 +177,7 @@ def _gap(g: Graph, n) -> bool:
         nxt.attrs["stride"], nxt.attrs["dilation"] = (1, 1), (1, 1)
     else:
         return False
-    g.nx.remove_edge(n.name, cons)
-    g.remove_node(n.name)
-    g.add_edge(src, cons, EdgeKind.DATA, 0)
-    return True
+    return _splice_out(g, n.name, src, [cons])
 
 
 def _dense_dense(g: Graph, n) -> bool:
