@@ -457,9 +457,20 @@ def _r56_longer_text(results=os.path.join(ROOT, "benchmarks", "results")):
                    "So the network's steady state is close to the ANN: what costs accuracy is the start-up transient of "
                    "55 layers starting from empty membranes, which the output accumulates from step 1 and which fades "
                    "only as 1/T -- that is why the loss falls so slowly after T=256.")
+    held = "resnet56_paper-nocomp_heldout448_eval_T1400.json"
+    held_txt = ""
+    h = _saved(results, held)
+    if h is not None:
+        pts = [t for t in ("256", "512", "1024", str(h["timesteps"])) if t in h["accuracy_at"]]
+        held_txt = (f" On {h['images']} calibration images the conversion did not use (`benchmarks/zeta_heldout.py "
+                    f"--images {h['images']} --save-images`; training images, ANN {100 * h['ann_accuracy']:.2f}%), "
+                    f"`paper-nocomp` run to T={h['timesteps']} (`{held}`) loses "
+                    + ", ".join(_fmt_loss(*_loss_at(h, t)) + f" at T={t}" for t in dict.fromkeys(pts))
+                    + " points: given the steps, the spiking ResNet-56 reaches its ANN; what it loses at T=350 is "
+                    "the time its 55 layers take to start.")
     return ("run longer, the same `.snn` loses " + "; and ".join(parts) + ". On the 2000 images the loss falls "
             "slowly after T=256, staying near 2 points up to T=700; the 400-image run's smaller loss at T=1000 is about "
-            "two standard errors from it." + nocomp_txt + win_txt + best_txt)
+            "two standard errors from it." + nocomp_txt + win_txt + held_txt + best_txt)
 
 
 def _init_search_text(rs):

@@ -12,6 +12,7 @@ biases of every hidden neuron layer times zeta) and simulated for ``T`` steps wi
 Printed per factor: accuracy at T/2 and T, the loss against the network's own analog view (= the
 source model up to the lambda scale), and the paired difference against the first factor, +- its
 standard error.  Use calibration data, never the test split: this is a selection experiment.
+``--save-images OUT.npz`` writes those held-out images instead, for ``snncc eval`` (longer T, plots).
 """
 from __future__ import annotations
 
@@ -70,6 +71,9 @@ def main(argv=None) -> int:
     ap.add_argument("-T", type=positive_int, default=350, help="steps (default 350)")
     ap.add_argument("--threads", type=nonnegative_int, default=0, help="threads (0: all cores)")
     ap.add_argument("--json", help="write the per-image results here")
+    ap.add_argument("--save-images", metavar="OUT.npz",
+                    help="write the held-out images (x, y, indices into --data) here instead of scoring, "
+                         "e.g. for `snncc eval` at other T")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     a = ap.parse_args(argv)
     if a.T < 2:
@@ -84,6 +88,10 @@ def main(argv=None) -> int:
             raise SnnccError(f"{a.data} has no labels", "use a calibration file with a 'y' array")
         limit = (net.graph.meta.get("provenance") or {}).get("options", {}).get("calib_limit")
         idx = heldout(x.shape[0], limit, a.images)
+        if a.save_images:
+            np.savez_compressed(a.save_images, x=x[idx], y=np.asarray(y)[idx], indices=idx)
+            print(f"wrote {len(idx)} held-out calibration images to {a.save_images}")
+            return 0
         xs, ys = net.prepare(x[idx]), np.asarray(y)[idx].astype(np.int64)
         ann, rows = score(net, xs, ys, a.zetas, a.T, a.threads or None, progress=not a.quiet)
     except SnnccError as e:

@@ -55,3 +55,15 @@ def test_all_images_used_is_a_one_line_error(tmp_path, capsys):
     assert zeta_heldout.main([p, "--data", CALIB, "-T", "8", "-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: the conversion used all 300 images") and "\n" not in err
+
+
+def test_save_images_writes_the_heldout_images(tmp_path):
+    from snncc.data import load_arrays
+    _, p = _convert(tmp_path, 64)
+    out = str(tmp_path / "h.npz")
+    assert zeta_heldout.main([p, "--data", CALIB, "--images", "25", "--save-images", out]) == 0
+    h = np.load(out)
+    x, y = load_arrays(CALIB)
+    assert h["x"].shape[0] == 25 and np.array_equal(h["x"], x[h["indices"]]) and np.array_equal(h["y"], y[h["indices"]])
+    json_idx = zeta_heldout.heldout(300, 64, 25)
+    assert np.array_equal(h["indices"], json_idx)
