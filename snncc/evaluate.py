@@ -105,6 +105,20 @@ def layer_agreement(net, x_cl: np.ndarray, timesteps: int, images: int = 32) -> 
     return out
 
 
+def late_gain(pred: np.ndarray, y: np.ndarray, T: int) -> dict | None:
+    """How much accuracy the second half of the run added: per image, (correct at T) - (correct at
+    T/2), its mean and paired standard error.  ``still_rising`` when the gain is at least half a point
+    and over two standard errors -- the network has not converged and more steps would likely pay.
+    None for T < 4 or a single image."""
+    n = pred.shape[0]
+    if T < 4 or n < 2:
+        return None
+    h = T // 2
+    d = (pred[:, T - 1] == y).astype(float) - (pred[:, h - 1] == y)
+    gain, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(n))
+    return {"from_step": h, "gain": gain, "standard_error": se, "still_rising": bool(gain >= 0.005 and gain > 2 * se)}
+
+
 def run_eval(a) -> int:
     from rich.table import Table
 
@@ -165,7 +179,7 @@ def run_eval(a) -> int:
            "mean_steps_run": float(np.mean(res.steps_run)),
            "ann_macs_per_image": macs,
            "energy_snn_uj": sops * a.fj_per_sop * 1e-9, "energy_ann_uj": macs * a.pj_per_flop * 1e-6,
-           "layers": layers}
+           "layers": layers, "late_gain": late_gain(res.predictions, y, T)}
     if ann is not None:
         out["ann_accuracy"] = float(np.mean(ann == y))
         # paired per-image difference (ANN correct - SNN correct): its standard error is the
@@ -187,6 +201,11 @@ def run_eval(a) -> int:
                   f"{100 * (out['loss_standard_error_at'][str(T)] or 0):.2f} points at T={T}", soft_wrap=True)
         con.print(f"(+- paired standard error); the SNN agrees with the ANN on "
                   f"{100 * out['ann_agreement_at'][str(T)]:.1f}% of the images", soft_wrap=True)
+    lg = out["late_gain"]
+    if lg is not None and lg["still_rising"]:
+        con.print(f"accuracy was still rising: {100 * lg['gain']:+.2f} +- {100 * lg['standard_error']:.2f} points "
+                  f"from T={lg['from_step']} to T={T}; more steps would likely gain more (e.g. -T {2 * T})",
+                  soft_wrap=True)
     con.print(f"{spikes:,.0f} spikes and {sops:,.0f} SOPs per image; {secs / n * 1e3:.1f} ms per image"
               + (f"; early exit ran {out['mean_steps_run']:.1f} of {T} steps on average" if a.early_exit else ""),
               soft_wrap=True)

@@ -92,6 +92,9 @@ def test_eval_json_report(full_eval, digits_snn):
             total_spikes += lay["spikes_per_image"]
     assert total_spikes == pytest.approx(r["spikes_per_image"], rel=1e-9)
     assert r["ann_macs_per_image"] == evaluate.ann_macs(g)
+    lg = r["late_gain"]                      # T/2 and T are both checkpoints: the gain is their difference
+    assert lg["from_step"] == T // 2
+    assert lg["gain"] == pytest.approx(r["accuracy_at"][str(T)] - r["accuracy_at"][str(T // 2)])
     assert r["energy_snn_uj"] == pytest.approx(r["sops_per_image"] * 77e-9)
     assert r["energy_ann_uj"] == pytest.approx(r["ann_macs_per_image"] * 12.5e-6)
 
@@ -272,3 +275,31 @@ def test_run_batched_pads_to_a_fixed_batch():
     seen.clear()
     run_batched(fn, x, None, 4)
     assert seen == [4, 3]
+
+
+def test_late_gain_by_hand():
+    y = np.zeros(100, int)
+    pred = np.ones((100, 8), int)            # all wrong ...
+    pred[:60, 3] = 0                         # ... 60 right at step 4
+    pred[:80, 7] = 0                         # 80 at step 8: 20 images gained, none lost
+    lg = evaluate.late_gain(pred, y, 8)
+    assert lg["from_step"] == 4 and lg["gain"] == pytest.approx(0.2)
+    assert lg["standard_error"] == pytest.approx(np.sqrt(0.2 * 0.8 * 100 / 99) / 10)
+    assert lg["still_rising"]
+    pred[:, 7] = 1
+    pred[18:79, 7] = 0                       # 19 gained (60..78), 18 lost (0..17): +1 point, within the noise
+    lg = evaluate.late_gain(pred, y, 8)
+    assert lg["gain"] == pytest.approx(0.01) and not lg["still_rising"]
+    assert evaluate.late_gain(pred, y, 3) is None and evaluate.late_gain(pred[:1], y[:1], 8) is None
+
+
+def test_eval_says_when_accuracy_is_still_rising(digits_snn, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    rc, text, _ = cli(capsys, "eval", digits_snn, "--data", TEST, "-T", "8", "--limit", "100", "--json", out,
+                      "--threads", "1", "-q")
+    r = json.loads(out.read_text())
+    assert rc == 0 and r["late_gain"]["still_rising"]        # 4 -> 8 steps: the digits net is far from done
+    assert "accuracy was still rising" in text and "-T 16" in text
+    rc, text, _ = cli(capsys, "eval", digits_snn, "--data", TEST, "-T", "128", "--limit", "100", "--threads", "1",
+                      "-q")
+    assert rc == 0 and "still rising" not in text
