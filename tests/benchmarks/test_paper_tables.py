@@ -29,8 +29,8 @@ def test_zeta_heldout_text_quotes_the_saved_runs(tmp_path):
     txt = paper_tables._zeta_heldout_text(str(tmp_path))
     assert "ResNet-20 (1024 images, T=350) zeta 1: loss 1.50 +- 0.60, zeta 1.0213: loss -1.14 +- 0.60 " \
            "(+2.64 +- 0.70 against zeta 1)" in txt
-    assert "costs" not in txt                      # nothing hurt: no verdict
+    assert "costs" not in txt and "carry over to images the search never saw" in txt
     _heldout(tmp_path, 56, [(1.0, 0.0), (1.005, -0.5), (1.0135, -2.5)])
     txt = paper_tables._zeta_heldout_text(str(tmp_path))
     assert "zeta 1.0135: loss 4.00 +- 0.60 (-2.50 +- 0.70 against zeta 1)" in txt
-    assert "helps ResNet-20 on these images but costs ResNet-56 accuracy" in txt
+    assert "helps ResNet-20 on these images but costs ResNet-56 accuracy" in txt and "carry over to images" not in txt
