@@ -311,6 +311,11 @@ def _loss_at(d, t):
     return 100 * (d["ann_accuracy"] - d["accuracy_at"][k]), (None if se is None else 100 * se)
 
 
+def _se_ratio_text(loss, se) -> str:
+    """', N standard errors from 0' for a loss with a known standard error, else ''."""
+    return f", {loss / se:.1f} standard errors from 0" if se else ""
+
+
 def _fmt_loss(loss, se):
     return f"{loss:.2f}" + (f" +- {se:.2f}" if se is not None else "")
 
@@ -472,11 +477,12 @@ def _r56_longer_text(results=os.path.join(ROOT, "benchmarks", "results")):
                     f"--images {h['images']} --save-images`; training images, ANN {100 * h['ann_accuracy']:.2f}%), "
                     f"`paper-nocomp` run to T={h['timesteps']} (`{held}`) loses "
                     + ", ".join(_fmt_loss(*_loss_at(h, t)) + f" at T={t}" for t in dict.fromkeys(pts))
-                    + " points: given the steps, the spiking ResNet-56 reaches its ANN; what it loses at T=350 is "
-                    "the time its 55 layers take to start.")
+                    + " points: most of what it loses at T=256-512 is start-up delay that later steps pay back, "
+                    f"but {_fmt_loss(*_loss_at(h, h['timesteps']))} points remain at T={h['timesteps']} (a slower "
+                    f"residue{_se_ratio_text(*_loss_at(h, h['timesteps']))}).")
     return ("run longer, the same `.snn` loses " + "; and ".join(parts) + ". On the 2000 images the loss falls "
             "slowly after T=256, staying near 2 points up to T=700; the 400-image run's smaller loss at T=1000 is about "
-            "two standard errors from it." + nocomp_txt + win_txt + held_txt + best_txt)
+            "two standard errors from it." + nocomp_txt + win_txt + best_txt + held_txt)
 
 
 def _init_search_text(rs):
@@ -612,10 +618,10 @@ def targets_section(results_dir):
             "issue #3 gives (not re-measured here); 'step for step' allows 0.2 points where its loss is about 0.\n",
             "| target | bound | measured | |", "| --- | --- | --- | --- |"] + rows + [
             "\nResNet-56 with `paper`: its deep layers reach their steady rates late (55 layers from empty "
-            "membranes) and the output keeps that start-up transient, so the loss falls only slowly with T; given "
-            "more steps it reaches its ANN (on held-out calibration images near T=1000); compensation recovers about "
-            "half of the loss at T=350, a constant gain cannot remove a delay: see the end of 'Conversion loss on "
-            "more test images'.\n"]
+            "membranes) and the output keeps that start-up transient, so the loss falls only slowly with T (on "
+            "held-out calibration images it is still falling at T=1400); compensation recovers about half of the loss "
+            "at T=350, a constant gain cannot remove a delay: see the end of 'Conversion loss on more test "
+            "images'.\n"]
 
 
 def _previous_speed_run(d, path):
