@@ -42,7 +42,6 @@ from .fold_batchnorm import fold_affine_into_linear
 NAME = "merge_linear"
 
 
-
 def _splice_out(g: Graph, name: str, src: str, consumers) -> bool:
     """Remove node ``name`` (its effect already folded into ``consumers``): each consumer now reads
     ``src`` directly through a DATA edge.  Returns True (the rewrite happened)."""
@@ -51,6 +50,7 @@ def _splice_out(g: Graph, name: str, src: str, consumers) -> bool:
         g.add_edge(src, c, EdgeKind.DATA, 0)
     g.remove_node(name)
     return True
+
 
 def _t(v, n=2):
     return tuple(int(i) for i in v)
