@@ -9,9 +9,9 @@ calibration images the conversion did *not* use: the complement of its seeded ``
 subset (read from the ``.snn``'s provenance), of which it takes a seeded ``--images`` subset.  Each
 factor is applied to a copy of the network as its total compensation (``apply_zeta``: weights and
 biases of every hidden neuron layer times zeta) and simulated for ``T`` steps without early exit.
-Printed per factor: accuracy at T/2 and T, the loss against the network's own analog view (= the
-source model up to the lambda scale), and the paired difference against the first factor, +- its
-standard error.  Use calibration data, never the test split: this is a selection experiment.
+Printed per factor: accuracy at T/2 and T, the loss against the analog view of the network without
+compensation (the source model up to the lambda scale, when no bias calibration ran), and the
+paired difference against the first factor, +- its standard error.  Use calibration data, never the test split: this is a selection experiment.
 ``--save-images OUT.npz`` writes those held-out images instead, for ``snncc eval`` (longer T, plots).
 """
 from __future__ import annotations
@@ -44,7 +44,10 @@ def score(net, x: np.ndarray, y: np.ndarray, zetas: list[float], T: int, threads
 
     from snncc.passes import apply_zeta
     from snncc.runtime.network import Network
-    ann = np.argmax(net.analog(x), axis=1)
+    from snncc.analog import run_analog
+    plain = net.graph.copy()
+    apply_zeta(plain, 1.0)                      # the reference: the network without compensation
+    ann = np.argmax(run_analog(plain, x), axis=1)
     rows = []
     for z in tqdm(zetas, desc="zeta", unit="zeta", disable=not progress):
         g = net.graph.copy()

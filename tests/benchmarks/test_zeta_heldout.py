@@ -48,6 +48,14 @@ def test_heldout_scores_match_a_direct_simulation(tmp_path, capsys):
     assert res["runs"][0]["diff"] == 0.0
     assert res["runs"][1]["diff"] == pytest.approx(100 * (res["runs"][1]["accuracy"] - res["runs"][0]["accuracy"]))
     assert "40 held-out calibration images" in capsys.readouterr().out
+    # a compensated .snn scores the same: every factor is a total, and the loss is against zeta 1's analog view
+    apply_zeta(net.graph, 1.2)
+    net.save(p)
+    out2 = str(tmp_path / "z2.json")
+    assert zeta_heldout.main([p, "--data", CALIB, "--zetas", "1,1.2", "--images", "40", "-T", "32",
+                              "--json", out2, "-q"]) == 0
+    res2 = json.load(open(out2))
+    assert res2["ann_ok"] == res["ann_ok"] and [r["ok"] for r in res2["runs"]] == [r["ok"] for r in res["runs"]]
 
 
 def test_all_images_used_is_a_one_line_error(tmp_path, capsys):
