@@ -8,7 +8,8 @@
 ``y``; other arrays are copied whole).  ``merge`` combines ``snncc eval --json`` runs of
 disjoint image sets of the same model and T: accuracies, agreement and per-image counts are
 averaged with the images as weights; the paired standard error of the loss combines as
-``sqrt(sum(n_i^2 se_i^2)) / N`` (independent parts); per-layer figures are image-weighted
+``sqrt(sum(n_i^2 se_i^2)) / N`` (independent parts), and so do ``late_gain``'s gain and
+standard error (``still_rising`` re-decided on the merged figures); per-layer figures are image-weighted
 means.  ``seconds_per_image`` is dropped (the parts may have run on different machines); the
 merged file lists its parts under ``merged_from``.
 """
@@ -22,6 +23,7 @@ import os
 import numpy as np
 
 from snncc.argtypes import positive_int
+from snncc.evaluate import still_rising
 
 
 def split(data, parts, outdir):
@@ -64,6 +66,11 @@ def merge(out, paths):
         m["loss_standard_error_at"] = {t: math.sqrt(sum((n * d["loss_standard_error_at"][t]) ** 2
                                                         for d, n in zip(ds, w))) / N
                                        for t in ds[0]["loss_standard_error_at"]}
+    if all(d.get("late_gain") for d in ds):      # same T, so the same from_step; parts are independent
+        gain = sum(d["late_gain"]["gain"] * n for d, n in zip(ds, w)) / N
+        se = math.sqrt(sum((n * d["late_gain"]["standard_error"]) ** 2 for d, n in zip(ds, w))) / N
+        m["late_gain"] = {"from_step": ds[0]["late_gain"]["from_step"], "gain": gain, "standard_error": se,
+                          "still_rising": still_rising(gain, se)}
     layers = {}
     for name, row in ds[0].get("layers", {}).items():
         merged = dict(row)

@@ -105,10 +105,15 @@ def layer_agreement(net, x_cl: np.ndarray, timesteps: int, images: int = 32) -> 
     return out
 
 
+def still_rising(gain: float, se: float) -> bool:
+    """A late accuracy gain worth more steps: at least half a point and over two standard errors."""
+    return bool(gain >= 0.005 and gain > 2 * se)
+
+
 def late_gain(pred: np.ndarray, y: np.ndarray, T: int) -> dict | None:
     """How much accuracy the second half of the run added: per image, (correct at T) - (correct at
-    T/2), its mean and paired standard error.  ``still_rising`` when the gain is at least half a point
-    and over two standard errors -- the network has not converged and more steps would likely pay.
+    T/2), its mean and paired standard error.  ``still_rising`` (:func:`still_rising`): the network
+    has not converged and more steps would likely pay.
     None for T < 4 or a single image."""
     n = pred.shape[0]
     if T < 4 or n < 2:
@@ -116,7 +121,7 @@ def late_gain(pred: np.ndarray, y: np.ndarray, T: int) -> dict | None:
     h = T // 2
     d = (pred[:, T - 1] == y).astype(float) - (pred[:, h - 1] == y)
     gain, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(n))
-    return {"from_step": h, "gain": gain, "standard_error": se, "still_rising": bool(gain >= 0.005 and gain > 2 * se)}
+    return {"from_step": h, "gain": gain, "standard_error": se, "still_rising": still_rising(gain, se)}
 
 
 def run_eval(a) -> int:

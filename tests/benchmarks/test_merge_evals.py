@@ -49,6 +49,23 @@ def test_merge_weights_by_images(tmp_path):
     assert m["layers"]["a"]["neurons"] == 4
     assert m["seconds_per_image"] is None
     assert m["merged_from"] == ["p0.json", "p1.json"]
+    assert "late_gain" not in m                       # runs from before late_gain existed
+
+
+def test_merge_late_gain(tmp_path):
+    parts = [_part(100, 0.9, 0.8, 0.02, 0.1), _part(300, 0.7, 0.7, 0.01, 0.3)]
+    parts[0]["late_gain"] = {"from_step": 4, "gain": 0.01, "standard_error": 0.02, "still_rising": False}
+    parts[1]["late_gain"] = {"from_step": 4, "gain": 0.02, "standard_error": 0.005, "still_rising": True}
+    paths = []
+    for i, d in enumerate(parts):
+        paths.append(str(tmp_path / f"p{i}.json"))
+        with open(paths[-1], "w") as f:
+            json.dump(d, f)
+    merge_evals.merge(str(tmp_path / "m.json"), paths)
+    lg = json.load(open(tmp_path / "m.json"))["late_gain"]
+    assert lg["from_step"] == 4 and lg["gain"] == pytest.approx((100 * 0.01 + 300 * 0.02) / 400)
+    assert lg["standard_error"] == pytest.approx(math.sqrt((100 * 0.02) ** 2 + (300 * 0.005) ** 2) / 400)
+    assert lg["still_rising"]                         # 0.0175 > 2 x 0.00625
 
 
 def test_merge_refuses_different_T(tmp_path):
