@@ -164,6 +164,7 @@ def search_zeta(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: int = ZE
     from tqdm.auto import tqdm
 
     pb = tqdm(total=len(cands), desc="zeta search", unit="zeta", leave=False, disable=not progress)
+    base_ok = (base.predictions[:, -1] == target).astype(float)
 
     def score(z):
         trial = g.copy()
@@ -174,8 +175,10 @@ def search_zeta(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: int = ZE
         else:
             acc, r = certified_accuracy(trial, xs, timesteps, target)
         err = float(np.mean(layer_errors(trial, r)[1] or [0.0]))
+        d = (r.predictions[:, -1] == target) - base_ok          # paired, per image, against zeta = 1
+        se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
         pb.update(1)
-        return {"zeta": z, "accuracy": acc, "mean_error": err}
+        return {"zeta": z, "accuracy": acc, "mean_error": err, "gain": float(d.mean()), "gain_se": se}
 
     with pb:
         scores = scan(cands, score, patience)
@@ -186,7 +189,8 @@ def search_zeta(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: int = ZE
               "images": int(xs.shape[0]), "criterion": criterion,
               "candidates": scores, "untried": cands[len(scores):], "zeta": best["zeta"]}
     g.meta["compensation"] = record
-    log(f"compensation: chose zeta {best['zeta']} (calibration {SCORE_WORDS[criterion]} {best['accuracy']:.4f})"
+    log(f"compensation: chose zeta {best['zeta']} (calibration {SCORE_WORDS[criterion]} {best['accuracy']:.4f}, "
+        f"{100 * best['gain']:+.2f} +- {100 * best['gain_se']:.2f} points over zeta 1 on the same images)"
         + (f"; stopped after {len(scores)} of {len(cands)} candidates ({patience} in a row below the best)"
            if len(scores) < len(cands) else ""))
     return record

@@ -170,11 +170,19 @@ def test_search_zeta_on_digits_uses_calibration_data_only(calib, monkeypatch):
     for s in seen:
         np.testing.assert_array_equal(s, xsub)
     # the recorded accuracies are those of the candidates on that calibration subset
+    ok = {}
     for c in rec["candidates"]:
         trial = before.copy()
         apply_zeta(trial, c["zeta"])
         r = rn.Network(trial).run(xsub, 32, progress=False, threads=1)
-        assert c["accuracy"] == float(np.mean(r.predictions[:, -1] == ysub))
+        ok[c["zeta"]] = (r.predictions[:, -1] == ysub).astype(float)
+        assert c["accuracy"] == float(np.mean(ok[c["zeta"]]))
+    # ... and their gain over zeta = 1 is the paired per-image difference, with its standard error
+    for c in rec["candidates"]:
+        d = ok[c["zeta"]] - ok[1.0]
+        assert c["gain"] == pytest.approx(c["accuracy"] - rec["candidates"][0]["accuracy"])
+        assert c["gain_se"] == pytest.approx(d.std(ddof=1) / np.sqrt(d.size))
+    assert rec["candidates"][0]["zeta"] == 1.0 and rec["candidates"][0]["gain_se"] == 0.0
     # the chosen zeta was applied to the network: hidden biases scaled, output untouched
     for p in net.graph.populations():
         b0 = before.node(p.name).params.get("bias")
