@@ -9,7 +9,9 @@
 disjoint image sets of the same model and T: accuracies, agreement and per-image counts are
 averaged with the images as weights; the paired standard error of the loss combines as
 ``sqrt(sum(n_i^2 se_i^2)) / N`` (independent parts), and so do ``late_gain``'s gain and
-standard error (``still_rising`` re-decided on the merged figures); per-layer figures are image-weighted
+standard error (``still_rising`` re-decided on the merged figures); per-image labels and predictions
+are concatenated in the order the parts are given (``image_indices`` index the split file when each
+part was evaluated whole, else null); per-layer figures are image-weighted
 means.  ``seconds_per_image`` is dropped (the parts may have run on different machines); the
 merged file lists its parts under ``merged_from``.
 """
@@ -71,6 +73,12 @@ def merge(out, paths):
         se = math.sqrt(sum((n * d["late_gain"]["standard_error"]) ** 2 for d, n in zip(ds, w))) / N
         m["late_gain"] = {"from_step": ds[0]["late_gain"]["from_step"], "gain": gain, "standard_error": se,
                           "still_rising": still_rising(gain, se)}
+    if all("predictions" in d for d in ds):      # per image: the parts in the order given
+        m["labels"] = [v for d in ds for v in d["labels"]]
+        m["predictions"] = [v for d in ds for v in d["predictions"]]
+        whole = all(d["image_indices"] == list(range(n)) for d, n in zip(ds, w))
+        # consecutive parts of one file (``split``) map back to it; --limit subsets of the parts do not
+        m["image_indices"] = list(range(N)) if whole else None
     layers = {}
     for name, row in ds[0].get("layers", {}).items():
         merged = dict(row)

@@ -146,7 +146,8 @@ def run_eval(a) -> int:
     if y is None:
         raise DataError(f"test data {a.data!r} has no labels 'y'", "store labels under the key 'y'")
     y = _data.check_labels(y, x.shape[0], net.n_classes, f"test labels in {a.data!r}")
-    x, y = _data.subset(x, y, a.limit)
+    image_indices = _data.subset_indices(x.shape[0], a.limit)
+    x, y = x[image_indices], y[image_indices]
     log = None if a.quiet else (lambda s: con.print(f"[dim]snncc:[/dim] {_esc(s)}"))
     if a.limit and a.limit > x.shape[0] and log:
         log(f"--limit {a.limit} is more than the {x.shape[0]} images in {a.data!r}: using all of them")
@@ -184,7 +185,10 @@ def run_eval(a) -> int:
            "mean_steps_run": float(np.mean(res.steps_run)),
            "ann_macs_per_image": macs,
            "energy_snn_uj": sops * a.fj_per_sop * 1e-9, "energy_ann_uj": macs * a.pj_per_flop * 1e-6,
-           "layers": layers, "late_gain": late_gain(res.predictions, y, T)}
+           "layers": layers, "late_gain": late_gain(res.predictions, y, T),
+           # per image (in --data's order, for paired comparisons of runs: benchmarks/compare_evals.py)
+           "image_indices": image_indices.tolist(), "labels": y.tolist(),
+           "predictions": res.predictions[:, T - 1].tolist()}
     if ann is not None:
         out["ann_accuracy"] = float(np.mean(ann == y))
         # paired per-image difference (ANN correct - SNN correct): its standard error is the

@@ -92,6 +92,12 @@ def test_eval_json_report(full_eval, digits_snn):
             total_spikes += lay["spikes_per_image"]
     assert total_spikes == pytest.approx(r["spikes_per_image"], rel=1e-9)
     assert r["ann_macs_per_image"] == evaluate.ann_macs(g)
+    # per image, for paired comparisons: the seeded --limit subset of the test file, its labels, the answers at T
+    from snncc.data import load_arrays, subset_indices
+    xt, yt = load_arrays(TEST)
+    assert r["image_indices"] == subset_indices(len(yt), 100).tolist()
+    assert r["labels"] == yt[r["image_indices"]].tolist()
+    assert np.mean(np.asarray(r["predictions"]) == np.asarray(r["labels"])) == r["snn_accuracy"]
     lg = r["late_gain"]                      # T/2 and T are both checkpoints: the gain is their difference
     assert lg["from_step"] == T // 2
     assert lg["gain"] == pytest.approx(r["accuracy_at"][str(T)] - r["accuracy_at"][str(T // 2)])

@@ -83,3 +83,23 @@ def test_split_refuses_more_parts_than_images(tmp_path):
     with pytest.raises(ValueError, match="3 images, fewer than the 5 parts"):
         merge_evals.split(str(tmp_path / "d.npz"), 5, str(tmp_path / "parts"))
     assert not (tmp_path / "parts").exists()
+
+
+def test_merge_per_image_lists(tmp_path):
+    parts = [_part(3, 0.9, 0.8, 0.02, 0.1), _part(2, 0.7, 0.7, 0.01, 0.3)]
+    parts[0].update(image_indices=[0, 1, 2], labels=[1, 2, 3], predictions=[1, 0, 3])
+    parts[1].update(image_indices=[0, 1], labels=[4, 5], predictions=[4, 5])
+    paths = []
+    for i, d in enumerate(parts):
+        paths.append(str(tmp_path / f"p{i}.json"))
+        with open(paths[-1], "w") as f:
+            json.dump(d, f)
+    merge_evals.merge(str(tmp_path / "m.json"), paths)
+    m = json.load(open(tmp_path / "m.json"))
+    assert m["labels"] == [1, 2, 3, 4, 5] and m["predictions"] == [1, 0, 3, 4, 5]
+    assert m["image_indices"] == [0, 1, 2, 3, 4]            # whole consecutive parts: indices into the split file
+    parts[1]["image_indices"] = [1, 0]                        # a --limit subset of a part: no file indices
+    with open(paths[1], "w") as f:
+        json.dump(parts[1], f)
+    merge_evals.merge(str(tmp_path / "m.json"), paths)
+    assert json.load(open(tmp_path / "m.json"))["image_indices"] is None
