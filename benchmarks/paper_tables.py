@@ -311,6 +311,17 @@ def _loss_at(d, t):
     return 100 * (d["ann_accuracy"] - d["accuracy_at"][k]), (None if se is None else 100 * se)
 
 
+def _paired_text(a: dict, b: dict, name_a: str, name_b: str) -> str:
+    """The paired difference of two saved eval runs at their last T (``benchmarks/compare_evals.py``), when
+    both stored per-image predictions; else a note that only unpaired standard errors are known."""
+    if "predictions" not in a or "predictions" not in b:
+        return "the difference at the last T is within the two losses' standard errors"
+    from compare_evals import compare
+    c = compare(a, b)
+    return (f"at T={b['timesteps']}, {name_b} minus {name_a}: {100 * c['diff']:+.2f} +- {100 * c['diff_se']:.2f} "
+            "points, paired on the same images")
+
+
 def _se_ratio_text(loss, se) -> str:
     """', N standard errors from 0' for a loss with a known standard error, else ''."""
     return f" ({loss / se:.1f} standard errors from 0)" if se else ""
@@ -492,7 +503,7 @@ def _r56_longer_text(results=os.path.join(ROOT, "benchmarks", "results")):
                          ".json`) loses " + ", ".join(_fmt_loss(*_loss_at(hp, t)) + f" at T={t}" for t in pts)
                          + " on the same images: the compensation pays in the first few hundred steps and stops "
                          "paying after T=512 (plausibly because its gain, compounding over 55 layers, over-drives the "
-                         "steady state; the difference at the last T is within the two losses' standard errors).")
+                         f"steady state; {_paired_text(h, hp, 'without compensation', 'with it')}).")
     return ("run longer, the same `.snn` loses " + "; and ".join(parts) + ". On the 2000 images the loss falls "
             "slowly after T=256, staying near 2 points up to T=700; the 400-image run's smaller loss at T=1000 is about "
             "two standard errors from it." + nocomp_txt + win_txt + best_txt + held_txt)

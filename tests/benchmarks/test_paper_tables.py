@@ -34,3 +34,10 @@ def test_zeta_heldout_text_quotes_the_saved_runs(tmp_path):
     txt = paper_tables._zeta_heldout_text(str(tmp_path))
     assert "zeta 1.0135: loss 4.00 +- 0.60 (-2.50 +- 0.70 against zeta 1)" in txt
     assert "helps ResNet-20 on these images but costs ResNet-56 accuracy" in txt and "carry over to images" not in txt
+
+
+def test_paired_text_uses_per_image_predictions_when_both_runs_have_them():
+    a = {"timesteps": 8, "labels": [0, 1, 2, 3], "predictions": [0, 1, 0, 0], "image_indices": [0, 1, 2, 3]}
+    b = dict(a, predictions=[0, 1, 2, 0])
+    assert paper_tables._paired_text(a, b, "A", "B") == "at T=8, B minus A: +25.00 +- 25.00 points, paired on the same images"
+    assert "standard errors" in paper_tables._paired_text({"timesteps": 8}, b, "A", "B")
