@@ -31,6 +31,16 @@ def _part(n, ann, snn, se, rate):
             "layers": {"a": {"op": "neuron", "neurons": 4, "firing_rate": rate}}}
 
 
+def _write(tmp_path, parts):
+    """Each part as p<i>.json; their paths."""
+    paths = []
+    for i, d in enumerate(parts):
+        paths.append(str(tmp_path / f"p{i}.json"))
+        with open(paths[-1], "w") as f:
+            json.dump(d, f)
+    return paths
+
+
 def test_merge_weights_by_images(tmp_path):
     paths = []
     for i, d in enumerate([_part(100, 0.9, 0.8, 0.02, 0.1), _part(300, 0.7, 0.7, 0.01, 0.3)]):
@@ -56,11 +66,7 @@ def test_merge_late_gain(tmp_path):
     parts = [_part(100, 0.9, 0.8, 0.02, 0.1), _part(300, 0.7, 0.7, 0.01, 0.3)]
     parts[0]["late_gain"] = {"from_step": 4, "gain": 0.01, "standard_error": 0.02, "still_rising": False}
     parts[1]["late_gain"] = {"from_step": 4, "gain": 0.02, "standard_error": 0.005, "still_rising": True}
-    paths = []
-    for i, d in enumerate(parts):
-        paths.append(str(tmp_path / f"p{i}.json"))
-        with open(paths[-1], "w") as f:
-            json.dump(d, f)
+    paths = _write(tmp_path, parts)
     merge_evals.merge(str(tmp_path / "m.json"), paths)
     lg = json.load(open(tmp_path / "m.json"))["late_gain"]
     assert lg["from_step"] == 4 and lg["gain"] == pytest.approx((100 * 0.01 + 300 * 0.02) / 400)
@@ -89,11 +95,7 @@ def test_merge_per_image_lists(tmp_path):
     parts = [_part(3, 0.9, 0.8, 0.02, 0.1), _part(2, 0.7, 0.7, 0.01, 0.3)]
     parts[0].update(image_indices=[0, 1, 2], labels=[1, 2, 3], predictions=[1, 0, 3])
     parts[1].update(image_indices=[0, 1], labels=[4, 5], predictions=[4, 5])
-    paths = []
-    for i, d in enumerate(parts):
-        paths.append(str(tmp_path / f"p{i}.json"))
-        with open(paths[-1], "w") as f:
-            json.dump(d, f)
+    paths = _write(tmp_path, parts)
     merge_evals.merge(str(tmp_path / "m.json"), paths)
     m = json.load(open(tmp_path / "m.json"))
     assert m["labels"] == [1, 2, 3, 4, 5] and m["predictions"] == [1, 0, 3, 4, 5]
