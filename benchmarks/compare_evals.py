@@ -17,6 +17,8 @@ import sys
 
 import numpy as np
 
+from snncc.evaluate import paired_difference
+
 
 def compare(a: dict, b: dict) -> dict:
     """Paired comparison of two eval JSONs (per-image lists required, the same images)."""
@@ -30,10 +32,9 @@ def compare(a: dict, b: dict) -> dict:
     y = np.asarray(a["labels"])
     ok_a = np.asarray(a["predictions"]) == y
     ok_b = np.asarray(b["predictions"]) == y
-    d = ok_b.astype(float) - ok_a
-    n = d.size
-    return {"images": n, "accuracy_a": float(ok_a.mean()), "accuracy_b": float(ok_b.mean()),
-            "diff": float(d.mean()), "diff_se": float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
+    diff, se = paired_difference(ok_b, ok_a)
+    return {"images": int(y.size), "accuracy_a": float(ok_a.mean()), "accuracy_b": float(ok_b.mean()),
+            "diff": diff, "diff_se": se,
             "only_a": int(np.sum(ok_a & ~ok_b)), "only_b": int(np.sum(ok_b & ~ok_a)),
             "timesteps_a": a["timesteps"], "timesteps_b": b["timesteps"]}
 

@@ -46,6 +46,11 @@ def _wmean(ds, w, key):
     return sum(d[key] * n for d, n in zip(ds, w)) / sum(w)
 
 
+def _combined_se(ses, w) -> float:
+    """Standard error of an image-weighted mean of independent parts: ``sqrt(sum(n_i^2 se_i^2)) / N``."""
+    return math.sqrt(sum((n * se) ** 2 for se, n in zip(ses, w))) / sum(w)
+
+
 def merge(out, paths):
     ds = [json.load(open(p)) for p in paths]
     T = {d["timesteps"] for d in ds}
@@ -65,12 +70,11 @@ def merge(out, paths):
             m[key] = {t: sum(d[key][t] * n for d, n in zip(ds, w)) / N for t in ds[0][key]}
     if all("ann_accuracy" in d for d in ds):
         m["ann_accuracy"] = _wmean(ds, w, "ann_accuracy")
-        m["loss_standard_error_at"] = {t: math.sqrt(sum((n * d["loss_standard_error_at"][t]) ** 2
-                                                        for d, n in zip(ds, w))) / N
+        m["loss_standard_error_at"] = {t: _combined_se([d["loss_standard_error_at"][t] for d in ds], w)
                                        for t in ds[0]["loss_standard_error_at"]}
     if all(d.get("late_gain") for d in ds):      # same T, so the same from_step; parts are independent
         gain = sum(d["late_gain"]["gain"] * n for d, n in zip(ds, w)) / N
-        se = math.sqrt(sum((n * d["late_gain"]["standard_error"]) ** 2 for d, n in zip(ds, w))) / N
+        se = _combined_se([d["late_gain"]["standard_error"] for d in ds], w)
         m["late_gain"] = {"from_step": ds[0]["late_gain"]["from_step"], "gain": gain, "standard_error": se,
                           "still_rising": still_rising(gain, se)}
     if all("predictions" in d for d in ds):      # per image: the parts in the order given

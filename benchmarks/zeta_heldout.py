@@ -60,8 +60,9 @@ def score(net, x: np.ndarray, y: np.ndarray, zetas: list[float], T: int, threads
 
 def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """Mean and standard error of ``a - b`` (per-image 0/1 correctness), in points."""
-    d = np.asarray(a, float) - np.asarray(b, float)
-    return 100 * float(d.mean()), 100 * float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
+    from snncc.evaluate import paired_difference
+    mean, se = paired_difference(a, b)
+    return 100 * mean, 100 * se
 
 
 def main(argv=None) -> int:

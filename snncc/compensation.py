@@ -163,8 +163,9 @@ def search_zeta(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: int = ZE
         f"tau_max {tau_max:.3f}; zeta candidates {cands}")
     from tqdm.auto import tqdm
 
+    from snncc.evaluate import paired_difference
     pb = tqdm(total=len(cands), desc="zeta search", unit="zeta", leave=False, disable=not progress)
-    base_ok = (base.predictions[:, -1] == target).astype(float)
+    base_ok = base.predictions[:, -1] == target
 
     def score(z):
         trial = g.copy()
@@ -175,10 +176,9 @@ def search_zeta(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: int = ZE
         else:
             acc, r = certified_accuracy(trial, xs, timesteps, target)
         err = float(np.mean(layer_errors(trial, r)[1] or [0.0]))
-        d = (r.predictions[:, -1] == target) - base_ok          # paired, per image, against zeta = 1
-        se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
+        gain, se = paired_difference(r.predictions[:, -1] == target, base_ok)   # per image, against zeta = 1
         pb.update(1)
-        return {"zeta": z, "accuracy": acc, "mean_error": err, "gain": float(d.mean()), "gain_se": se}
+        return {"zeta": z, "accuracy": acc, "mean_error": err, "gain": gain, "gain_se": se}
 
     with pb:
         scores = scan(cands, score, patience)

@@ -105,6 +105,13 @@ def layer_agreement(net, x_cl: np.ndarray, timesteps: int, images: int = 32) -> 
     return out
 
 
+def paired_difference(ok_b, ok_a) -> tuple[float, float]:
+    """Mean and standard error of the per-image difference ``ok_b - ok_a`` (0/1 correctness of two runs
+    on the same images): the paired comparison eval, compare_evals and zeta_heldout report."""
+    d = np.asarray(ok_b, float) - np.asarray(ok_a, float)
+    return float(d.mean()), (float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0)
+
+
 def still_rising(gain: float, se: float) -> bool:
     """A late accuracy gain worth more steps: at least half a point and over two standard errors."""
     return bool(gain >= 0.005 and gain > 2 * se)
@@ -119,8 +126,7 @@ def late_gain(pred: np.ndarray, y: np.ndarray, T: int) -> dict | None:
     if T < 4 or n < 2:
         return None
     h = T // 2
-    d = (pred[:, T - 1] == y).astype(float) - (pred[:, h - 1] == y)
-    gain, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(n))
+    gain, se = paired_difference(pred[:, T - 1] == y, pred[:, h - 1] == y)
     return {"from_step": h, "gain": gain, "standard_error": se, "still_rising": still_rising(gain, se)}
 
 
