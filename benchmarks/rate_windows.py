@@ -2,7 +2,8 @@
 
     python benchmarks/rate_windows.py MODEL.snn --data CALIB.npz [--images 32] [-T 512] [--json OUT]
 
-Simulates the first ``--images`` images of ``--data`` (use calibration images) for ``T/2`` and for
+Simulates a seeded random subset of ``--images`` images of ``--data`` (use calibration images;
+the shared calibration file is sorted by class, so its first images are all one class) for ``T/2`` and for
 ``T`` steps (the simulation is deterministic, so the second half's spike counts are the difference)
 and compares, per neuron layer, the mean rate over steps ``[0, T/2)`` and over ``[T/2, T)`` with the
 mean normalised ANN activation ``clip(a / lambda, 0, 1)`` of the same images, plus their correlation.
@@ -45,19 +46,20 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("snn")
     ap.add_argument("--data", required=True, help=".npz/.npy images (calibration images, not the test split)")
-    ap.add_argument("--images", type=positive_int, default=32, help="the first N images of --data (default 32)")
+    ap.add_argument("--images", type=positive_int, default=32, help="a seeded random subset of N images of --data (default 32)")
     ap.add_argument("-T", type=positive_int, default=512, help="steps; the windows are [0, T/2) and [T/2, T)")
     ap.add_argument("--json", help="write the rows here")
     a = ap.parse_args(argv)
     if a.T < 2:
         ap.error("-T must be at least 2 (two windows)")
     import snncc
-    from snncc.data import load_arrays
+    from snncc.data import load_arrays, subset_indices
     from snncc.errors import SnnccError
     try:
         net = snncc.load(a.snn)
         x, _ = load_arrays(a.data, "data")
-        rows = windows(net, net.prepare(x[:a.images]), a.T)
+        idx = subset_indices(len(x), a.images)
+        rows = windows(net, net.prepare(x[idx]), a.T)
     except SnnccError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -69,8 +71,8 @@ def main(argv=None) -> int:
               f"{r['corr_late'] if r['corr_late'] is not None else float('nan'):9.4f}")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"snn": a.snn, "data": a.data, "images": int(min(a.images, len(x))), "T": a.T,
-                       "layers": rows}, f, indent=1)
+            json.dump({"snn": a.snn, "data": a.data, "images": len(idx), "image_indices": idx.tolist(),
+                       "T": a.T, "layers": rows}, f, indent=1)
     return 0
 
 

@@ -21,7 +21,11 @@ def test_rate_windows_on_digits(tmp_path, capsys):
     out = str(tmp_path / "w.json")
     assert rate_windows.main([p, "--data", os.path.join(DATA, "digits_calib.npz"), "--images", "16", "-T", "128",
                               "--json", out]) == 0
-    rows = json.load(open(out))["layers"]
+    rec = json.load(open(out))
+    rows = rec["layers"]
+    # a seeded random subset, not the first images (calibration files are often sorted by class)
+    idx = rec["image_indices"]
+    assert len(idx) == 16 == len(set(idx)) and idx == sorted(idx) and idx != list(range(16))
     assert [r["layer"] for r in rows] == [q.name for q in net.graph.populations() if q.op == "neuron"]
     for r in rows:
         assert 0 <= r["rate_early"] <= 1 and 0 <= r["rate_late"] <= 1
