@@ -471,8 +471,8 @@ def _r56_longer_text(results=os.path.join(ROOT, "benchmarks", "results")):
         block_outs = [r for r in w["layers"] if r["layer"].endswith("_1")]
         worst = min(block_outs, key=lambda r: r["rate_early"] / r["activation"] if r["activation"] else 0)
         h = w["T"] // 2
-        win_txt = (f" Where the time goes (`benchmarks/rate_windows.py`, `{win}`: {w['images']} "
-                   f"calibration images, `paper-nocomp`): the last block's output fires {rel(last['rate_early']):+.0f}% "
+        win_txt = (f" Where the time goes (`benchmarks/rate_windows.py`, `{win}`: a seeded random "
+                   f"subset of {w['images']} calibration images, `paper-nocomp`): the last block's output fires {rel(last['rate_early']):+.0f}% "
                    f"against its normalised ANN activation over steps 0-{h}, but {rel(last['rate_late']):+.1f}% over "
                    f"steps {h}-{w['T']} (correlation {last['corr_late']:.3f}); the deepest block outputs are the latest "
                    f"({worst['layer']}: {100 * (worst['rate_early'] / worst['activation'] - 1):+.0f}% early). "
