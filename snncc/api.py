@@ -22,7 +22,7 @@ from snncc import data as _data
 from snncc import snnfile
 from snncc.errors import SnnccError, SnnFileError, one_line
 from snncc.ir import Graph
-from snncc.presets import MAXGATE_RULES, PERCENTILE_OF, PRESETS, ZETA_IMAGES, ZETA_TIMESTEPS  # noqa: F401 (re-exported)
+from snncc.presets import LAYERS_PER_GROUP, MAXGATE_RULES, PERCENTILE_OF, PRESETS, ZETA_IMAGES, ZETA_TIMESTEPS  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -48,6 +48,7 @@ class ConvertOptions:
     zeta_images: int = ZETA_IMAGES         # --compensate auto: calibration images each zeta is scored on
     batch_size: int = 64
     rate_scale: float = 1.0                # every lambda x K: every firing rate / K (normalize)
+    calibrate_bias_group: int = LAYERS_PER_GROUP   # bias calibration: layers corrected per simulation
     extra: dict = field(default_factory=dict)
 
 
@@ -86,10 +87,11 @@ def resolve_options(preset: str = "best", **overrides) -> ConvertOptions:
     if opts.calibrate_bias < 0:
         raise SnnccError(f"--calibrate-bias takes a number of time steps >= 0, got {opts.calibrate_bias}",
                          "e.g. --calibrate-bias 64, or 0 to disable")
-    for name, v in (("zeta-timesteps", opts.zeta_timesteps), ("zeta-images", opts.zeta_images)):
+    examples = {"zeta-timesteps": 350, "zeta-images": 512, "calibrate-bias-group": LAYERS_PER_GROUP}
+    for name, v in (("zeta-timesteps", opts.zeta_timesteps), ("zeta-images", opts.zeta_images),
+                    ("calibrate-bias-group", opts.calibrate_bias_group)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-            raise SnnccError(f"--{name} takes a positive integer, got {v!r}",
-                             f"e.g. --{name} {350 if name == 'zeta-timesteps' else 512}")
+            raise SnnccError(f"--{name} takes a positive integer, got {v!r}", f"e.g. --{name} {examples[name]}")
     if opts.input_scale <= 0 or not np.isfinite(opts.input_scale):
         raise SnnccError(f"input scale must be a positive number, got {opts.input_scale}", "e.g. --input-scale 0.0039")
     try:  # a scalar, a list or an array: a list of floats
@@ -197,7 +199,7 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
             compensate: str | float | None = None, calibrate_bias: int | None = None,
             maxgate: str | None = None, calib_limit: int | None = None,
             zeta_timesteps: int | None = None, zeta_images: int | None = None,
-            rate_scale: float | None = None,
+            rate_scale: float | None = None, calibrate_bias_group: int | None = None,
             batch_size: int | None = None, verify: bool = False, dump_ir: str | None = None,
             progress: bool = True, log: Callable[[str], None] | None = None) -> SpikingNetwork:
     """Convert an ONNX model (path, bytes or ``onnx.ModelProto``) into a :class:`SpikingNetwork`.
@@ -216,7 +218,7 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
                            percentile_of=percentile_of, channel_wise=channel_wise, shortcut_norm=shortcut_norm, init_membrane=init_membrane,
                            compensate=compensate, calibrate_bias=calibrate_bias, maxgate=maxgate, calib_limit=calib_limit,
                            zeta_timesteps=zeta_timesteps, zeta_images=zeta_images, rate_scale=rate_scale,
-                           batch_size=batch_size)
+                           calibrate_bias_group=calibrate_bias_group, batch_size=batch_size)
     if opts.rate_scale != 1.0 and calibrate_bias is None and opts.calibrate_bias:
         log(f"rate scale {opts.rate_scale:g}: bias calibration runs for {opts.calibrate_bias} steps "
             f"(the preset's {PRESETS[preset]['calibrate_bias']} x {opts.rate_scale:g}; --calibrate-bias T to choose)")
@@ -268,7 +270,8 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
                              log=log, progress=progress)
     if opts.calibrate_bias:
         from snncc.calibration import calibrate_bias as _calibrate
-        _calibrate(net, cx, timesteps=int(opts.calibrate_bias), log=log, progress=progress)
+        _calibrate(net, cx, timesteps=int(opts.calibrate_bias), layers_per_group=int(opts.calibrate_bias_group),
+                   log=log, progress=progress)
     if opts.compensate == "auto":
         from snncc.compensation import search_zeta
         search_zeta(net, cx, cy, timesteps=opts.zeta_timesteps, images=opts.zeta_images, log=log, progress=progress,

@@ -13,7 +13,7 @@ import numpy as np
 
 from snncc.argtypes import floats, positive_int
 from snncc.errors import SnnccError, one_line
-from snncc.presets import MAXGATE_RULES, PERCENTILE_OF, PRESETS, ZETA_IMAGES, ZETA_TIMESTEPS
+from snncc.presets import LAYERS_PER_GROUP, MAXGATE_RULES, PERCENTILE_OF, PRESETS, ZETA_IMAGES, ZETA_TIMESTEPS
 
 SUBCOMMANDS = ("convert", "inspect", "eval")
 
@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"--compensate auto scores each zeta on N calibration images (default {ZETA_IMAGES})")
     c.add_argument("--calibrate-bias", type=int, metavar="T",
                    help="post-training bias calibration at T steps on calibration images (0 = off)")
+    c.add_argument("--calibrate-bias-group", type=positive_int, metavar="N",
+                   help="bias calibration corrects N layers per simulation, in topological order (default "
+                        f"{LAYERS_PER_GROUP}; larger = fewer simulations, a faster conversion of deep nets, "
+                        "a less exact correction)")
     c.add_argument("--rate-scale", type=float, metavar="K",
                    help="multiply every lambda by K: every firing rate, spike and synaptic operation / K, the rate "
                         "resolution per step K times coarser (for long runs, e.g. T=350 on a net that converges "
@@ -138,7 +142,7 @@ def cmd_convert(a) -> int:
                       init_membrane=a.init_membrane, compensate=a.compensate,
                       calibrate_bias=a.calibrate_bias, maxgate=a.maxgate, calib_limit=a.calib_limit,
                       zeta_timesteps=a.zeta_timesteps, zeta_images=a.zeta_images, rate_scale=a.rate_scale,
-                      batch_size=a.batch_size, verify=a.verify, dump_ir=a.dump_ir, progress=_progress(a.quiet),
+                      calibrate_bias_group=a.calibrate_bias_group, batch_size=a.batch_size, verify=a.verify, dump_ir=a.dump_ir, progress=_progress(a.quiet),
                       log=log)
     net.save(a.output)
     if not a.quiet:

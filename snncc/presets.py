@@ -25,6 +25,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 ZETA_TIMESTEPS = 256
 ZETA_IMAGES = 256
 
+#: bias calibration (``--calibrate-bias-group``): hidden layers corrected per simulation, in topological
+#: order; chosen on held-out calibration images (snncc.calibration)
+LAYERS_PER_GROUP = 2
+
 #: spiking max pooling rules (docs/runtime.md): ``leader`` -- the paper's gate, pass the spikes of the
 #: input with the highest count so far; ``max`` -- the output's count follows the window's highest count
 MAXGATE_RULES = ("leader", "max")

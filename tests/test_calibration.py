@@ -98,6 +98,50 @@ def test_calibrate_bias_reduces_rate_gap(preset, monkeypatch, tmp_path):
             np.testing.assert_array_equal(back.node(p.name).params["bias"], p.params["bias"])
 
 
+@pytest.mark.parametrize("per_group, max_sims", [(1, None), (2, None), (3, None), (2, 2), (100, None)])
+def test_calibrate_bias_groups_consecutive_layers(per_group, max_sims, monkeypatch):
+    """Layers are corrected in consecutive topological groups of ``layers_per_group`` (at most ``max_sims``
+    groups), one simulation each, recording exactly that group; every group is corrected from a simulation
+    in which all upstream groups already carry their corrected biases."""
+    from snncc.runtime import network as rn
+    net = snncc.convert(MODEL, CALIB, **PRE, calibrate_bias=0, calib_limit=100, progress=False)
+    layers = [p.name for p in net.graph.populations() if p.op == "neuron" and "bias" in p.params]
+    n = len(layers)
+    assert n >= 4
+    sims = []                   # per simulation: the layers it recorded and the biases it ran with
+    orig = rn.Network.run
+
+    def spy(self, xx, *a, **k):
+        sims.append((tuple(k["record"]), {q: net.graph.node(q).params["bias"].copy() for q in layers}))
+        return orig(self, xx, *a, **k)
+    monkeypatch.setattr(rn.Network, "run", spy)
+    x = net.prepare(np.load(CALIB)["x"])
+    kw = {} if max_sims is None else {"max_sims": max_sims}
+    rec = calibrate_bias(net, x, timesteps=8, images=16, layers_per_group=per_group, progress=False, **kw)
+    k = min(-(-n // per_group), max_sims or n)
+    assert len(sims) == k == rec["groups"] and rec["layers_per_group"] == per_group
+    assert [q for rs, _ in sims for q in rs] == layers          # consecutive, in order, each layer once
+    assert max(len(rs) for rs, _ in sims) - min(len(rs) for rs, _ in sims) <= 1
+    final = {q: net.graph.node(q).params["bias"] for q in layers}
+    done = []
+    for rs, biases in sims:
+        for q in layers:        # upstream groups corrected already, this group and the later ones not yet
+            assert np.array_equal(biases[q], final[q]) == (q in done), (rs, q)
+        done += rs
+    with pytest.raises(ValueError, match="layers_per_group"):
+        calibrate_bias(net, x, timesteps=8, images=16, layers_per_group=0, progress=False)
+
+
+def test_calibrate_bias_group_option_reaches_the_network(tmp_path):
+    """``calibrate_bias_group`` (``--calibrate-bias-group``) is used by the conversion and recorded in the .snn."""
+    net = snncc.convert(MODEL, CALIB, **PRE, calibrate_bias=8, calibrate_bias_group=3, calib_limit=100, progress=False)
+    n = sum(1 for p in net.graph.populations() if p.op == "neuron" and "bias" in p.params)
+    assert net.graph.meta["provenance"]["options"]["calibrate_bias_group"] == 3
+    assert net.graph.meta["bias_calibration"]["groups"] == -(-n // 3)
+    net.save(str(tmp_path / "g.snn"))
+    assert snncc.load(str(tmp_path / "g.snn")).graph.meta["bias_calibration"]["layers_per_group"] == 3
+
+
 def test_init_membrane_search_picks_the_best_scored_start():
     """--init-membrane auto: every candidate is scored on the zeta-search subset; the chosen start is the
     best (ties to the larger), it is what the saved network uses, and re-simulating it reproduces its score."""

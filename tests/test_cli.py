@@ -420,6 +420,7 @@ BAD_CASES = {
     "zeta-timesteps 0": (CONVERT(MODEL, CALIB, "--zeta-timesteps", "0"), ["--zeta-timesteps", "positive"]),
     "zeta-images x": (CONVERT(MODEL, CALIB, "--zeta-images", "x"), ["--zeta-images", "x"]),
     "calibrate-bias -1": (CONVERT(MODEL, CALIB, "--calibrate-bias", "-1"), ["--calibrate-bias", ">= 0"]),
+    "calibrate-bias-group 0": (CONVERT(MODEL, CALIB, "--calibrate-bias-group", "0"), ["--calibrate-bias-group", "positive"]),
     "no -o": ([MODEL, "--calib", CALIB], ["-o/--output"]),
     # inspect / eval on corrupt files
     **{f"{cmd} {kind}": ([cmd, "{in}/" + f, *([] if cmd == "inspect" else ["--data", TEST, "-T", "4"])], words)
