@@ -304,6 +304,12 @@ def saved_sections(results_dir):
 BIAS_GROUPS = [(f"ResNet-{d}", f"resnet{d}_bias_groups_heldout1024_T128.json") for d in (20, 32, 56)]
 
 
+def _table_head(lead: list[str], pts) -> list[str]:
+    """The header and rule of a Markdown table: ``lead`` columns, one per step in ``pts``, then 'raw'."""
+    cols = lead + [f"T={t}" for t in pts] + ["raw"]
+    return ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+
+
 def bias_groups_section(results_dir):
     """Bias-calibration group sizes scored on held-out calibration images (saved runs, those present)."""
     runs = [(model, fname, d) for model, fname in BIAS_GROUPS if (d := _saved(results_dir, fname)) is not None]
@@ -321,8 +327,7 @@ def bias_groups_section(results_dir):
          "(the source model) - SNN accuracy, in points +- the paired standard error; in brackets the paired "
          "difference in accuracy against the first size of the row's model (positive: more accurate); N = 0: "
          "no bias calibration. Calibration time on 2 cores.\n",
-         "| model | layers per group | simulations | calibration (s) | " + " | ".join(f"T={t}" for t in pts) + " | raw |",
-         "| --- | --- | --- | --- | " + " | ".join("---" for _ in pts) + " | --- |"]
+         *_table_head(["model", "layers per group", "simulations", "calibration (s)"], pts)]
     notes = []
     for model, fname, d in runs:
         ref = d["runs"][0]["layers_per_group"]
@@ -439,8 +444,7 @@ def eval_section(results_dir):
          "converted above (same `.snn` files); raw JSON in `benchmarks/results/`. Loss = ANN - SNN accuracy on the "
          "same images, in points, +- the paired standard error (from the per-image difference 'ANN correct - SNN "
          "correct'; `snncc eval` reports it). `-`: beyond that run's T.\n",
-         "| model | preset | images | ANN (%) | " + " | ".join(f"T={t}" for t in pts) + " | raw |",
-         "| --- | --- | --- | --- | " + " | ".join("---" for _ in pts) + " | --- |"]
+         *_table_head(["model", "preset", "images", "ANN (%)"], pts)]
     for fname, model, preset, d in rows:
         cells = []
         for t in pts:
