@@ -53,9 +53,10 @@ def calibrate_bias(net, x: np.ndarray, *, timesteps: int = 64, images: int = 128
     each group from a simulation in which every upstream group is already corrected (as
     in Li et al.'s light pipeline, where the groups are single layers).  The layers are
     split into consecutive groups of ``layers_per_group`` (the last may be smaller), at
-    most ``max_sims`` groups when given (one simulation each per round).  ``sequential=False`` corrects all layers from one
-    shared simulation per round (cheapest, but a layer is then also corrected for the
-    upstream drift that the upstream corrections remove, which over-corrects).
+    most ``max_sims`` groups when given (one simulation each per round).
+    ``sequential=False`` corrects all layers from one shared simulation per round
+    (cheapest, but a layer is then also corrected for the upstream drift that the
+    upstream corrections remove, which over-corrects).
     """
     from snncc.data import subset
     from snncc.runtime.network import Network

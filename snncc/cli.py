@@ -142,7 +142,8 @@ def cmd_convert(a) -> int:
                       init_membrane=a.init_membrane, compensate=a.compensate,
                       calibrate_bias=a.calibrate_bias, maxgate=a.maxgate, calib_limit=a.calib_limit,
                       zeta_timesteps=a.zeta_timesteps, zeta_images=a.zeta_images, rate_scale=a.rate_scale,
-                      calibrate_bias_group=a.calibrate_bias_group, batch_size=a.batch_size, verify=a.verify, dump_ir=a.dump_ir, progress=_progress(a.quiet),
+                      calibrate_bias_group=a.calibrate_bias_group, batch_size=a.batch_size, verify=a.verify,
+                      dump_ir=a.dump_ir, progress=_progress(a.quiet),
                       log=log)
     net.save(a.output)
     if not a.quiet:
