@@ -20,18 +20,14 @@ layers from a single shared simulation over-corrects, because each layer is then
 also corrected for upstream drift that the upstream corrections remove (measured
 on ResNet-20: worse than no calibration).  Only calibration images are used.
 
-The group size was chosen on calibration images the conversion did not use (the
-shared CIFAR-10 ResNets, ``best`` preset, 1024 held-out training images; loss vs
-the ANN in points at T = 16 / 32 / 64 / 128, docs/results.md):
-
-* ResNet-20 (19 layers): groups of 2 (10 simulations) 11.4 / 1.3 / -0.1 / 0.0;
-  single layers (19) 13.2 / 2.8 / 0.5 / -0.1; 8 groups of 2-3 (the default before)
-  11.5 / 2.0 / 0.3 / -0.2.
-* ResNet-56 (55 layers): see docs/results.md for the paired differences; on 512
-  images groups of 2 (28 simulations) 42.6 / 14.1 / 2.2 / -0.6 against 8 groups of
-  7 58.0 / 23.2 / 5.1 / 2.3 and no calibration 54.5 / 24.8 / 8.4 / 2.2.
-* A second round (``rounds=2``) over 8 groups diverged on ResNet-56 (51.6 points
-  at T=128) and did not help ResNet-20.
+The group size was chosen on calibration images the conversion did not use
+(``benchmarks/bias_groups.py``, 1024 held-out training images, the shared CIFAR-10
+ResNets with the ``best`` preset; docs/results.md, "Bias calibration group size"):
+on ResNet-56 (55 layers) groups of 2 (28 simulations) lose 11 points less than the
+former 8 groups of 7 at T=16 and T=32, 3.0 at T=64 and 2.3 at T=128 (paired, over
+two standard errors); groups of 3 are within noise of 2 from T=32 on.  On ResNet-20
+(19 layers) sizes 1, 2 and 3 are within noise of one another.  A second round
+(``rounds=2``) over 8 groups diverged on ResNet-56 (51.6 points lost at T=128).
 """
 from __future__ import annotations
 
