@@ -129,8 +129,9 @@ def test_resnet20_snn_close_to_ann_quick(resnet_onnx, convert_cached, ort_logits
 def test_resnet20_snn_accuracy_floor(resnet_onnx, convert_cached, ort_logits, test_subset):
     """The default preset as shipped (bias calibration included), T=64, the 200 seeded test images.
 
-    Measured: ANN 81.0%, SNN 81.5% (T=8 56.5%, T=16 77.0%, T=32 82.5%); about 90 s on 2 cores,
-    most of it the bias calibration (simulations of the 256 calibration images)."""
+    Measured (bias calibration in groups of 2 layers): ANN 81.0%, SNN 82.0% (T=8 49.5%, T=16 75.0%,
+    T=32 82.0%); about 80 s on 2 cores, most of it the bias calibration (10 simulations of 128
+    calibration images)."""
     path = resnet_onnx(20)
     net = convert_cached(path)            # default preset, including bias calibration
     assert net.graph.meta["provenance"]["options"]["preset"] == "best"
