@@ -30,8 +30,9 @@ from snncc.argtypes import nonnegative_int, positive_int  # noqa: E402
 
 
 def checkpoints(T: int) -> list[int]:
-    """Powers of two from 16 up to T, and T."""
-    return sorted({t for t in (2 ** k for k in range(4, 20)) if t <= T} | {T})
+    """``snncc eval``'s checkpoints (powers of two up to T, and T) from 16 on; [T] for a shorter T."""
+    from snncc.evaluate import checkpoints as every
+    return [t for t in every(T) if t >= 16] or [T]
 
 
 def score(net, xc: np.ndarray, x: np.ndarray, y: np.ndarray, sizes: list[int], calib_steps: int, T: int,
