@@ -97,7 +97,8 @@ def calibrate_bias(net, x: np.ndarray, *, timesteps: int = 64, images: int = 128
             if bar is not None:
                 bar.update(1)
         history.append(float(np.mean(gaps)))
-        log(f"bias calibration round {rnd + 1}/{rounds}: mean |rate gap| {history[-1]:.4f}")
+        log(f"bias calibration round {rnd + 1}/{rounds} ({len(groups)} simulation{'s' * (len(groups) != 1)} of "
+            f"{xs.shape[0]} images, {timesteps} steps): mean |rate gap| {history[-1]:.4f}")
     if bar is not None:
         bar.close()
     net._net = None

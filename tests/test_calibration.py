@@ -134,8 +134,12 @@ def test_calibrate_bias_groups_consecutive_layers(per_group, max_sims, monkeypat
 
 def test_calibrate_bias_group_option_reaches_the_network(tmp_path):
     """``calibrate_bias_group`` (``--calibrate-bias-group``) is used by the conversion and recorded in the .snn."""
-    net = snncc.convert(MODEL, CALIB, **PRE, calibrate_bias=8, calibrate_bias_group=3, calib_limit=100, progress=False)
+    said = []
+    net = snncc.convert(MODEL, CALIB, **PRE, calibrate_bias=8, calibrate_bias_group=3, calib_limit=100, progress=False,
+                        log=said.append)
     n = sum(1 for p in net.graph.populations() if p.op == "neuron" and "bias" in p.params)
+    assert any(s.startswith(f"bias calibration round 1/1 ({-(-n // 3)} simulations of 100 images, 8 steps)")
+               for s in said), said
     assert net.graph.meta["provenance"]["options"]["calibrate_bias_group"] == 3
     assert net.graph.meta["bias_calibration"]["groups"] == -(-n // 3)
     net.save(str(tmp_path / "g.snn"))
