@@ -27,8 +27,8 @@ on ResNet-56 (55 layers) groups of 2 (28 simulations) lose 11 points less than t
 former 8 groups of 7 at T=16 and T=32, 3.0 at T=64 and 2.3 at T=128 (paired, over
 two standard errors); groups of 3 are within noise of 2 from T=32 on.  On ResNet-20
 (19 layers) sizes 1, 2 and 3, on ResNet-32 (31 layers) sizes 2 and 3 are within noise
-of one another.  A second round
-(``rounds=2``) over 8 groups diverged on ResNet-56 (51.6 points lost at T=128).
+of one another.  A second round (``rounds=2``) over 8 groups diverged on ResNet-56
+(51.6 points lost at T=128).
 """
 from __future__ import annotations
 
