@@ -437,7 +437,7 @@ class Network:
     def run(self, x: np.ndarray, timesteps: int, *, labels: np.ndarray | None = None,
             early_exit: bool = False, threads: int | None = None, batch_size: int = 64,
             callback: Callable | None = None, progress: bool = True, record: Iterable[str] = (),
-            trace: bool = False) -> RunResult:
+            trace: bool = False, until: str | None = None) -> RunResult:
         """Simulate raw channels-last images ``x`` (N, H, W, C) for ``timesteps`` steps.
 
         ``graph.meta['preprocess']`` is applied here.  ``labels`` (N,) adds
@@ -446,6 +446,11 @@ class Network:
         call; ``callback(t, predictions_at_t, batch_slice)`` is called after each step
         t = 1..T of each batch; ``record`` names populations whose per-neuron rates are
         returned; ``trace`` keeps every spike train and output potential (small nets).
+        ``until`` names a population: only it and the populations before it in topological
+        order are simulated (exactly as in a full run, since none of them depends on a later
+        one); the result has their statistics only and, unless ``until`` is the output, no
+        predictions (all -1).  Bias
+        calibration uses it to simulate only what a group of layers needs.
         """
         T = check_timesteps(timesteps)
         want = f"(N, {', '.join(map(str, self.input_shape))})"
@@ -457,9 +462,19 @@ class Network:
         labels = None if labels is None else check_labels(labels, n, self.n_classes)
         record = [record] if isinstance(record, str) else ([] if record is None else list(record))
         known = {p.name for p in self.pops}
+        n_sim = len(self.pops)
+        if until is not None:
+            if until not in known:
+                raise DataError(f"cannot simulate until unknown population {until!r}",
+                                f"choose among {', '.join(sorted(known))}")
+            if early_exit:
+                raise DataError("early exit needs the output population, which a run with `until` does not simulate",
+                                "drop early_exit or until")
+            n_sim = next(p.index for p in self.pops if p.name == until) + 1
+            known = {p.name for p in self.pops[:n_sim]}
         for r in record:
             if r not in known:
-                raise DataError(f"cannot record unknown population {r!r}",
+                raise DataError(f"cannot record unknown or unsimulated population {r!r}",
                                 f"choose among {', '.join(sorted(known))}")
         batch_size = _positive("batch_size", batch_size)
         threads = None if threads is None or (_integral(threads) and threads == 0) else _positive("threads", threads)
@@ -478,27 +493,30 @@ class Network:
             with tqdm(total=n, unit="img", desc=f"simulating T={T}", disable=not progress, leave=False) as bar:
                 for b0 in range(0, n, batch_size):
                     sl = slice(b0, min(n, b0 + batch_size))
-                    parts.append(self._run_batch(x[sl], T, early_exit, callback, sl, record, trace))
+                    parts.append(self._run_batch(x[sl], T, early_exit, callback, sl, record, trace, n_sim))
                     bar.update(sl.stop - sl.start)
-                    if labels is not None:
+                    if labels is not None and n_sim == len(self.pops):
                         done = sl.stop
                         acc = np.mean(np.concatenate([p["pred"][:, -1] for p in parts]) == labels[:done])
                         bar.set_postfix(acc=f"{acc:.4f}")
         finally:
             if threads:
                 numba.set_num_threads(old_threads)
-        return self._collect(parts, n, T, labels, record, trace, time.perf_counter() - t0)
+        return self._collect(parts, n, T, labels if n_sim == len(self.pops) else None, record, trace,
+                             time.perf_counter() - t0)
 
-    def _run_batch(self, xb, T, early_exit, callback, sl, record, trace) -> dict:
+    def _run_batch(self, xb, T, early_exit, callback, sl, record, trace, n_sim=None) -> dict:
         xb = preprocess(self.graph, xb)
         b = xb.shape[0]
         pr = self._prog
         n_pops = len(self.pops)
+        n_sim = n_pops if n_sim is None else int(n_sim)
+        sim = self.pops[:n_sim]
         I0 = np.zeros((b, pr.N0), dtype=np.float32)
         I = np.zeros((b, pr.NI), dtype=np.float32)
         macs = np.zeros(b, dtype=np.int64)
         i0_out = None
-        for p in self.pops:
+        for p in sim:
             if p.input_syn is None:
                 continue
             cur = np.asarray(synapses.apply(p.input_syn, xb).reshape(b, -1), dtype=np.float32)
@@ -518,7 +536,7 @@ class Network:
         tot = np.zeros((b, n_pops), dtype=np.int64)
         sops = np.zeros((b, n_pops), dtype=np.int64)
         active = np.ones(b, dtype=np.uint8)
-        pred = np.zeros((b, T), dtype=np.int64)
+        pred = np.zeros((b, T), dtype=np.int64) if n_sim == n_pops else np.full((b, T), -1, dtype=np.int64)
         steps_run = np.full(b, T, dtype=np.int64)
         final = np.zeros(b, dtype=np.int64)
         lo = np.broadcast_to(self._lo, (b, self.n_classes)).copy()
@@ -529,14 +547,15 @@ class Network:
 
         block = max(1, min(int(self.block), _SCRATCH_BYTES // (4 * max(pr.NS, 1))))
         # per-neuron spike counts only where rates are returned (totals come from `tot`)
-        count = np.array([p.name in record for p in self.pops], dtype=np.uint8)
+        count = np.array([p.name in record for p in sim], dtype=np.uint8)
+        prog_pops = pr.pops[:n_sim]
 
         def steps(t0, t1):
-            K.run_steps(t0, t1, T, pr.pops, pr.edges, pr.wts, pr.coord, pr.indptr, pr.indices, pr.data,
+            K.run_steps(t0, t1, T, prog_pops, pr.edges, pr.wts, pr.coord, pr.indptr, pr.indices, pr.data,
                         pr.bias_all, pr.cbias, V, Vout, I, I0, idx, cnt, counts, gcounts, tot, sops, active, pred, steps_run,
                         final, bool(early_exit), lo, self._pair, i0o, ab, pr.maxsize, block, count)
 
-        spiking = [p for p in self.pops if p.op in ("neuron", "maxgate")]
+        spiking = [p for p in sim if p.op in ("neuron", "maxgate")]
         trains = {p.name: np.zeros((b, T, p.size), np.uint8) for p in spiking} if trace else {}
         ptrace = np.zeros((b, T, self.n_classes)) if trace else None
         if callback is None and not trace:
@@ -556,7 +575,7 @@ class Network:
         vfinal = Vout
         res = {"pred": pred, "pot": vfinal, "steps": steps_run, "macs": macs,
                "spikes": {}, "sops": {}, "perr": {}, "rates": {}, "trains": trains, "ptrace": ptrace}
-        for p in self.pops:
+        for p in sim:
             res["sops"][p.name] = sops[:, p.index].copy()
             if p.op in ("neuron", "maxgate"):
                 res["spikes"][p.name] = tot[:, p.index].copy()

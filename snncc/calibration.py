@@ -15,7 +15,8 @@ Because a bias of ``d`` per step moves the rate of an active neuron by ``d``,
 one correction per layer cancels the first-order drift.  Layers are corrected
 in topological order, in consecutive groups of ``layers_per_group`` layers (default
 2): each group is corrected from one simulation in which every upstream group is
-already corrected (cost: one simulation per group and round).  Correcting all
+already corrected (cost: one simulation per group and round, each of the group and
+the layers before it only -- about half the network on average).  Correcting all
 layers from a single shared simulation over-corrects, because each layer is then
 also corrected for upstream drift that the upstream corrections remove (measured
 on ResNet-20: worse than no calibration).  Only calibration images are used.
@@ -89,8 +90,9 @@ def calibrate_bias(net, x: np.ndarray, *, timesteps: int = 64, images: int = 128
     for rnd in range(rounds):
         gaps = []
         for grp in groups:
+            # only the group and what precedes it in topological order need simulating
             res = Network(g).run(xs, timesteps, progress=progress and not sequential,
-                                 record=tuple(p.name for p in grp))
+                                 record=tuple(p.name for p in grp), until=grp[-1].name if sequential else None)
             for p in grp:
                 gap = gap_of(res, p)
                 p.params["bias"] = (p.params["bias"] + damping * gap).astype(p.params["bias"].dtype)

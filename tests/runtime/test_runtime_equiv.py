@@ -41,6 +41,19 @@ def _check_identical(g, x, T, **kw):
         for name, v in ref["membrane"].items():
             assert run.prop_error[name] == pytest.approx(float(np.mean((v.astype(np.float64) - v0) / T)),
                                                          rel=1e-6, abs=1e-9)
+    # `until`: a prefix of the populations (topological order) runs exactly as in the full run
+    names = [p.name for p in Network(g).pops]
+    for cut in sorted({0, (len(names) - 1) // 2, len(names) - 2}):     # names[-1] is the output
+        until = names[cut]
+        pre = names[:names.index(until) + 1]
+        run = Network(g).run(x, T, progress=False, record=pre, until=until,
+                             **{k: v for k, v in kw.items() if k != "early_exit"})
+        assert set(run.spikes) <= set(pre) and set(run.rates) == set(pre)
+        assert (run.predictions == -1).all() and not run.accuracy_at
+        for name in pre:
+            if name in ref["counts"]:
+                np.testing.assert_allclose(run.rates[name] * T, ref["counts"][name].reshape(n, -1), rtol=1e-12,
+                                           err_msg=f"until {until}: {name}")
     return ref, res
 
 
