@@ -37,6 +37,8 @@ flattened: neuron ``i = (h*W + w)*C + c``):
 * ``tot``    (B, P)  int64    spikes so far per population
 * ``sops``   (B, P)  int64    synaptic operations (weight additions) into it
 * ``active`` (B,)    uint8    0 once an image has exited early
+* ``trains`` (B, NT) uint8    spike trains (0/1 per neuron and step) of the populations with a
+  ``P_T`` offset: replayed (``OP_REPLAY``) or recorded (simulated ones); (B, 1) when unused
 
 Neuron equations (threshold 1, reset by subtraction), neuron ``i`` of channel ``c``::
 
@@ -58,11 +60,13 @@ from numba import njit, prange
 ONE = np.float32(1.0)
 ZERO = np.float32(0.0)
 
-# population ops
-OP_NEURON, OP_OUTPUT, OP_MAXGATE = 0, 1, 2
-# population table columns
-P_OP, P_SIZE, P_C, P_V, P_I, P_S, P_I0, P_B, P_E0, P_E1 = range(10)
-P_COLS = 10
+# population ops; a segment run (Network.run_segment) marks populations it does not simulate
+# OP_SKIP (nothing read) or OP_REPLAY (spike trains read from ``trains``)
+OP_NEURON, OP_OUTPUT, OP_MAXGATE, OP_SKIP, OP_REPLAY = 0, 1, 2, 3, 4
+# population table columns; P_T: offset of its spike train in ``trains`` (T steps of ``size``
+# 0/1 bytes), -1 for none -- read by OP_REPLAY, written by a simulated population
+P_OP, P_SIZE, P_C, P_V, P_I, P_S, P_I0, P_B, P_E0, P_E1, P_T = range(11)
+P_COLS = 11
 # edge kinds
 E_CONV, E_CONV_W1, E_DENSE, E_CSR, E_GATE = 0, 1, 2, 3, 4
 # edge table columns: kind, source population, two parameter offsets, then geometry G0..
@@ -392,7 +396,7 @@ def _certified(vo, rem, lo, pair, i0, ab):
 # ----------------------------------------------------------------------------------
 @njit(cache=True, parallel=True)
 def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias, cbias,
-              V, Vout, I, I0, idx, cnt, counts, gcounts, tot, sops, active, pred, steps_run, final,
+              V, Vout, I, I0, idx, cnt, counts, gcounts, trains, tot, sops, active, pred, steps_run, final,
               early_exit, lo, pair, i0out, ab, maxsize, block, count):
     """Simulate steps ``t0 .. t1-1`` (0-based, of ``T``) of every image of the batch.
 
@@ -430,6 +434,20 @@ def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias, 
                 op = pops[p, P_OP]
                 size = pops[p, P_SIZE]
                 sb = pops[p, P_S]
+                if op == OP_SKIP:
+                    continue
+                if op == OP_REPLAY:           # spike lists from the recorded train, in index order
+                    tb = pops[p, P_T]
+                    for u in range(nb):
+                        row = trains[n, tb + (b0 + u) * size:tb + (b0 + u + 1) * size]
+                        d0 = sb * TB + u * size
+                        k = 0
+                        for i in range(size):
+                            sbuf[d0 + k] = i
+                            k += np.int64(row[i])
+                        kb[p, u] = k
+                        tot[n, p] += k
+                    continue
                 if op == OP_NEURON:       # events go straight into the membranes
                     vb = pops[p, P_V]
                     In = V[n, vb:vb + size]
@@ -479,7 +497,13 @@ def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias, 
                                            counts[n, sb:sb + size], count[p] != 0)
                         kb[p, u] = k
                         tot[n, p] += k
-                    elif op == OP_OUTPUT:
+                    if pops[p, P_T] >= 0 and op != OP_OUTPUT:     # record this step's spikes
+                        row = trains[n, pops[p, P_T] + (b0 + u) * size:pops[p, P_T] + (b0 + u + 1) * size]
+                        row[:] = 0
+                        d0 = sb * TB + u * size
+                        for j in range(kb[p, u]):
+                            row[sbuf[d0 + j]] = 1
+                    if op == OP_OUTPUT:
                         _output_update(Vout[n], In, i0, zb >= 0, bias[bb:bb + C], C)
                         vo = Vout[n]
                         best = 0
@@ -488,7 +512,7 @@ def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias, 
                                 best = c
                         pred[n, b0 + u] = best
             for p in range(P):            # the block's last spike lists, for callers
-                if pops[p, P_OP] != OP_OUTPUT:
+                if pops[p, P_OP] != OP_OUTPUT and pops[p, P_OP] != OP_SKIP:
                     k = kb[p, nb - 1]
                     s0 = pops[p, P_S] * TB + (nb - 1) * pops[p, P_SIZE]
                     d = pops[p, P_S]

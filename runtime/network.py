@@ -380,7 +380,7 @@ class Network:
                 pop.i0_off, prog.N0 = prog.N0, prog.N0 + size
             prog.maxsize = max(prog.maxsize, size)
             prog.pop_rows.append([op, size, c, pop.v_off, pop.i_off, pop.s_off, pop.i0_off, prog.bias(bias),
-                                  e0, len(prog.edge_rows)])
+                                  e0, len(prog.edge_rows), -1])
             self.pops.append(pop)
         prog.finish()
         self._neurons = sum(p.size for p in self.pops)
@@ -505,13 +505,72 @@ class Network:
         return self._collect(parts, n, T, labels if n_sim == len(self.pops) else None, record, trace,
                              time.perf_counter() - t0)
 
-    def _run_batch(self, xb, T, early_exit, callback, sl, record, trace, n_sim=None) -> dict:
+    def run_segment(self, x: np.ndarray, timesteps: int, first: str, last: str,
+                    replay: dict[str, np.ndarray], keep: Iterable[str] = (), record: Iterable[str] = (),
+                    batch_size: int = 64) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Simulate only the populations from ``first`` to ``last`` (topological order) of images ``x``.
+
+        Every population before ``first`` that feeds one of them must be in ``replay``: its
+        spike train, ``(N, T, size)`` 0/1 uint8, as a run of the whole network makes it (e.g.
+        ``keep``-ed by an earlier segment); the result is then exactly that of a full run
+        for the segment's populations.  Returns ``(rates, trains)``: per-neuron rates of the
+        ``record``-ed populations, and the spike trains of the ``keep``-ed ones (simulated
+        populations of the segment) for later segments.  Bias calibration uses it so that
+        each group of layers costs its own simulation only.
+        """
+        T = check_timesteps(timesteps)
+        names = [p.name for p in self.pops]
+        a, b = names.index(first), names.index(last)
+        if b < a:
+            raise DataError(f"segment {first!r}..{last!r} is empty", "pass first before last in topological order")
+        seg = set(names[a:b + 1])
+        keep, record = list(keep), list(record)
+        for r in keep + record:
+            if r not in seg:
+                raise DataError(f"population {r!r} is not simulated in segment {first!r}..{last!r}",
+                                "keep or record only the segment's populations")
+        for p in self.pops[a:b + 1]:
+            for src, _ in self.graph.in_edges(p.name):
+                if src != self.input_name and src not in seg and src not in replay:
+                    raise DataError(f"segment {first!r}..{last!r} needs the spike train of {src!r}",
+                                    "pass it in replay")
+        x = check_images(x, f"(N, {', '.join(map(str, self.input_shape))})", "data")
+        n = x.shape[0]
+        rates: dict[str, list] = {r: [] for r in record}
+        trains: dict[str, list] = {k: [] for k in keep}
+        for b0 in range(0, n, _positive("batch_size", batch_size)):
+            sl = slice(b0, min(n, b0 + batch_size))
+            rep = {k: np.asarray(v[sl], dtype=np.uint8) for k, v in replay.items()
+                   if k in names[:a]}
+            res = self._run_batch(x[sl], T, False, None, sl, record, False, b + 1, (a, rep, keep))
+            for r in record:
+                rates[r].append(res["rates"][r])
+            for k in keep:
+                trains[k].append(res["kept"][k])
+        return ({r: np.concatenate(v) for r, v in rates.items()},
+                {k: np.concatenate(v) for k, v in trains.items()})
+
+    def _run_batch(self, xb, T, early_exit, callback, sl, record, trace, n_sim=None, seg=None) -> dict:
         xb = preprocess(self.graph, xb)
         b = xb.shape[0]
         pr = self._prog
         n_pops = len(self.pops)
         n_sim = n_pops if n_sim is None else int(n_sim)
-        sim = self.pops[:n_sim]
+        a, replay, keep = seg if seg is not None else (0, {}, ())
+        sim = self.pops[a:n_sim]
+        prog_pops = pr.pops[:n_sim]
+        tbuf, toff = np.zeros((b, 1), np.uint8), {}
+        if seg is not None:         # skip or replay the populations before the segment; record `keep`
+            prog_pops, nt = prog_pops.copy(), 0
+            for p in self.pops[:n_sim]:
+                if (p.index < a and p.name in replay) or p.name in keep:
+                    toff[p.name], nt = nt, nt + T * p.size
+                    prog_pops[p.index, K.P_T] = toff[p.name]
+                if p.index < a:
+                    prog_pops[p.index, K.P_OP] = K.OP_REPLAY if p.name in replay else K.OP_SKIP
+            tbuf = np.zeros((b, max(nt, 1)), np.uint8)
+            for name, tr in replay.items():
+                tbuf[:, toff[name]:toff[name] + tr[0].size] = tr.reshape(b, -1)
         I0 = np.zeros((b, pr.N0), dtype=np.float32)
         I = np.zeros((b, pr.NI), dtype=np.float32)
         macs = np.zeros(b, dtype=np.int64)
@@ -547,13 +606,12 @@ class Network:
 
         block = max(1, min(int(self.block), _SCRATCH_BYTES // (4 * max(pr.NS, 1))))
         # per-neuron spike counts only where rates are returned (totals come from `tot`)
-        count = np.array([p.name in record for p in sim], dtype=np.uint8)
-        prog_pops = pr.pops[:n_sim]
+        count = np.array([p.name in record for p in self.pops[:n_sim]], dtype=np.uint8)
 
         def steps(t0, t1):
             K.run_steps(t0, t1, T, prog_pops, pr.edges, pr.wts, pr.coord, pr.indptr, pr.indices, pr.data,
-                        pr.bias_all, pr.cbias, V, Vout, I, I0, idx, cnt, counts, gcounts, tot, sops, active, pred, steps_run,
-                        final, bool(early_exit), lo, self._pair, i0o, ab, pr.maxsize, block, count)
+                        pr.bias_all, pr.cbias, V, Vout, I, I0, idx, cnt, counts, gcounts, tbuf, tot, sops, active,
+                        pred, steps_run, final, bool(early_exit), lo, self._pair, i0o, ab, pr.maxsize, block, count)
 
         spiking = [p for p in sim if p.op in ("neuron", "maxgate")]
         trains = {p.name: np.zeros((b, T, p.size), np.uint8) for p in spiking} if trace else {}
@@ -574,7 +632,9 @@ class Network:
                     callback(t + 1, pred[:, t].copy(), sl)
         vfinal = Vout
         res = {"pred": pred, "pot": vfinal, "steps": steps_run, "macs": macs,
-               "spikes": {}, "sops": {}, "perr": {}, "rates": {}, "trains": trains, "ptrace": ptrace}
+               "spikes": {}, "sops": {}, "perr": {}, "rates": {}, "trains": trains, "ptrace": ptrace,
+               "kept": {p.name: tbuf[:, toff[p.name]:toff[p.name] + T * p.size].reshape(b, T, p.size).copy()
+                        for p in sim if p.name in keep}}
         for p in sim:
             res["sops"][p.name] = sops[:, p.index].copy()
             if p.op in ("neuron", "maxgate"):

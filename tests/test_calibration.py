@@ -50,14 +50,20 @@ def test_calibrate_bias_reduces_rate_gap(preset, monkeypatch, tmp_path):
     acc0 = float(np.mean(net.runtime.run(xt, T, progress=False, threads=1).predictions[:, -1] == yt))
 
     seen = []
-    orig = rn.Network.run
+    orig, orig_seg = rn.Network.run, rn.Network.run_segment
 
     def spy(self, xx, *a, **k):
         seen.append(np.asarray(xx))
         return orig(self, xx, *a, **k)
+
+    def spy_seg(self, xx, *a, **k):
+        seen.append(np.asarray(xx))
+        return orig_seg(self, xx, *a, **k)
     monkeypatch.setattr(rn.Network, "run", spy)
+    monkeypatch.setattr(rn.Network, "run_segment", spy_seg)
     rec = calibrate_bias(net, x, timesteps=T, images=32, progress=False)
     monkeypatch.setattr(rn.Network, "run", orig)
+    monkeypatch.setattr(rn.Network, "run_segment", orig_seg)
 
     # only calibration images were simulated
     calib_rows = {r.tobytes() for r in x}
@@ -109,12 +115,12 @@ def test_calibrate_bias_groups_consecutive_layers(per_group, max_sims, monkeypat
     n = len(layers)
     assert n >= 4
     sims = []                   # per simulation: the layers it recorded and the biases it ran with
-    orig = rn.Network.run
+    orig = rn.Network.run_segment
 
     def spy(self, xx, *a, **k):
         sims.append((tuple(k["record"]), {q: net.graph.node(q).params["bias"].copy() for q in layers}))
         return orig(self, xx, *a, **k)
-    monkeypatch.setattr(rn.Network, "run", spy)
+    monkeypatch.setattr(rn.Network, "run_segment", spy)
     x = net.prepare(np.load(CALIB)["x"])
     kw = {} if max_sims is None else {"max_sims": max_sims}
     rec = calibrate_bias(net, x, timesteps=8, images=16, layers_per_group=per_group, progress=False, **kw)
@@ -130,6 +136,29 @@ def test_calibrate_bias_groups_consecutive_layers(per_group, max_sims, monkeypat
         done += rs
     with pytest.raises(ValueError, match="layers_per_group"):
         calibrate_bias(net, x, timesteps=8, images=16, layers_per_group=0, progress=False)
+
+
+@pytest.mark.parametrize("per_group", [1, 2, 3])
+def test_segmented_calibration_equals_whole_prefix_simulations(per_group):
+    """The calibration simulates each group as a segment replaying recorded spike trains; it must give
+    bit for bit the biases of the plain algorithm, which simulates the whole network once per group."""
+    from snncc.runtime.network import Network
+    net = snncc.convert(MODEL, CALIB, **PRE, calibrate_bias=0, calib_limit=100, progress=False)
+    plain, before = net.graph.copy(), net.graph.copy()
+    x = net.prepare(np.load(CALIB)["x"])
+    calibrate_bias(net, x, timesteps=12, images=24, layers_per_group=per_group, progress=False)
+    xs, _ = subset(x, None, 24, seed=2)
+    target = {k: v.reshape(-1) for k, v in _targets(plain, xs).items()}
+    layers = [p for p in plain.populations() if p.op == "neuron" and "bias" in p.params]
+    groups = [list(g) for g in np.array_split(np.array(layers, dtype=object), -(-len(layers) // per_group))]
+    for grp in groups:
+        res = Network(plain).run(xs, 12, progress=False, record=[p.name for p in grp])
+        for p in grp:
+            rate = res.rates[p.name].reshape(len(xs), -1, p.channels).mean(axis=(0, 1))
+            p.params["bias"] = (p.params["bias"] + (target[p.name] - rate)).astype(p.params["bias"].dtype)
+    for p in layers:
+        np.testing.assert_array_equal(net.graph.node(p.name).params["bias"], p.params["bias"], err_msg=p.name)
+        assert not np.array_equal(p.params["bias"], before.node(p.name).params["bias"]), p.name
 
 
 def test_calibrate_bias_group_option_reaches_the_network(tmp_path):

@@ -54,6 +54,21 @@ def _check_identical(g, x, T, **kw):
             if name in ref["counts"]:
                 np.testing.assert_allclose(run.rates[name] * T, ref["counts"][name].reshape(n, -1), rtol=1e-12,
                                            err_msg=f"until {until}: {name}")
+    # segments replaying recorded spike trains (bias calibration's plan, groups of 1 and 2 populations):
+    # every segment's populations spike exactly as in the full run
+    from snncc.calibration import _segments
+    pops = [p for p in g.populations() if p.op != "input" and p.op != "output"]
+    for size in (1, 2):
+        groups = [pops[i:i + size] for i in range(0, len(pops), size)]
+        for seg in _segments(g, groups):
+            rates, kept = Network(g).run_segment(x, T, seg["first"], seg["last"], seg["replay"], keep=seg["keep"],
+                                                 record=[p.name for p in seg["group"]], batch_size=3)
+            seg["store"].update(kept)
+            for p in seg["group"]:
+                np.testing.assert_allclose(rates[p.name] * T, ref["counts"][p.name].reshape(n, -1), rtol=1e-12,
+                                           err_msg=f"segment {seg['first']}..{seg['last']}: {p.name}")
+            for k, tr in kept.items():
+                assert np.array_equal(tr, ref["spikes"][k].reshape(n, T, -1)), k
     return ref, res
 
 
@@ -265,3 +280,21 @@ def test_scratch_cap_shortens_blocks(monkeypatch):
     assert seen and set(seen) == {2}
     assert np.array_equal(run.predictions, ref["predictions"])
     assert np.array_equal(run.potentials, ref["potentials"][:, -1].reshape(x.shape[0], -1))
+
+
+def test_run_segment_rejects_incomplete_plans():
+    """A segment needs the spike train of every earlier population feeding it, simulates only its own
+    populations and runs forwards: each mistake is a one-line DataError."""
+    from snncc.errors import DataError
+    g, x = random_resnet(0)
+    net = Network(g)
+    names = [p.name for p in net.pops]
+    fed = next(i for i, p in enumerate(names) if i > 1 and any(s in names[:i] for s in g.preds(p)))
+    for args, kw, words in (
+            ((names[fed], names[fed], {}), {}, ["needs the spike train of"]),
+            ((names[fed], names[fed - 1], {}), {}, ["is empty"]),
+            ((names[0], names[0], {}), {"keep": [names[1]]}, [f"{names[1]!r} is not simulated"])):
+        with pytest.raises(DataError) as e:
+            net.run_segment(x, 4, *args, **kw)
+        msg = str(e.value)
+        assert "\n" not in msg and "fix:" in msg and all(w in msg for w in words), msg
