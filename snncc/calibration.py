@@ -42,6 +42,21 @@ from snncc.analog import run_analog
 from snncc.presets import LAYERS_PER_GROUP
 
 
+#: at most this many bytes of recorded spike trains (images x steps x neurons kept at once, one
+#: byte each); a bigger calibration simulates each group with every layer before it instead
+TRAINS_BUDGET = 2 << 30
+
+
+def _trains_bytes(g, groups, images: int, timesteps: int) -> int:
+    """The most bytes of spike trains the segments of :func:`_segments` hold at once."""
+    size = {n.name: int(np.prod(n.shape)) for n in g.populations()}
+    most = 0
+    for seg in _segments(g, groups):
+        seg["store"].update({k: None for k in seg["keep"]})
+        most = max(most, sum(size[k] for k in seg["store"]))
+    return most * int(images) * int(timesteps)
+
+
 def _segments(g, groups):
     """The simulations of the sequential bias calibration, one per group, each a segment of the network.
 
@@ -130,10 +145,16 @@ def calibrate_bias(net, x: np.ndarray, *, timesteps: int = 64, images: int = 128
             res = Network(g).run(xs, timesteps, progress=progress, record=tuple(p.name for p in pops))
             correct(res.rates, pops, gaps)
         else:
+            replay = _trains_bytes(g, groups, xs.shape[0], timesteps) <= TRAINS_BUDGET
             for seg in _segments(g, groups):
-                rates, kept = Network(g).run_segment(xs, timesteps, seg["first"], seg["last"], seg["replay"],
-                                                     keep=seg["keep"], record=tuple(p.name for p in seg["group"]))
-                seg["store"].update(kept)
+                if replay:
+                    rates, kept = Network(g).run_segment(xs, timesteps, seg["first"], seg["last"], seg["replay"],
+                                                         keep=seg["keep"], record=tuple(p.name for p in seg["group"]))
+                    seg["store"].update(kept)
+                else:       # too big to keep spike trains: simulate the group with everything before it
+                    seg["store"].update({k: None for k in seg["keep"]})
+                    rates = Network(g).run(xs, timesteps, progress=False, record=tuple(p.name for p in seg["group"]),
+                                           until=seg["last"]).rates
                 correct(rates, seg["group"], gaps)
                 if bar is not None:
                     bar.update(1)

@@ -138,11 +138,16 @@ def test_calibrate_bias_groups_consecutive_layers(per_group, max_sims, monkeypat
         calibrate_bias(net, x, timesteps=8, images=16, layers_per_group=0, progress=False)
 
 
-@pytest.mark.parametrize("per_group", [1, 2, 3])
-def test_segmented_calibration_equals_whole_prefix_simulations(per_group):
-    """The calibration simulates each group as a segment replaying recorded spike trains; it must give
-    bit for bit the biases of the plain algorithm, which simulates the whole network once per group."""
+@pytest.mark.parametrize("per_group, budget", [(1, None), (2, None), (3, None), (2, 0)])
+def test_segmented_calibration_equals_whole_prefix_simulations(per_group, budget, monkeypatch):
+    """The calibration simulates each group as a segment replaying recorded spike trains (or, over the
+    trains' memory budget, with every layer before it); either way it must give bit for bit the biases of
+    the plain algorithm, which simulates the whole network once per group."""
+    from snncc import calibration
     from snncc.runtime.network import Network
+    if budget is not None:
+        monkeypatch.setattr(calibration, "TRAINS_BUDGET", budget)
+        monkeypatch.setattr(Network, "run_segment", None)      # must not be used
     net = snncc.convert(MODEL, CALIB, **PRE, calibrate_bias=0, calib_limit=100, progress=False)
     plain, before = net.graph.copy(), net.graph.copy()
     x = net.prepare(np.load(CALIB)["x"])
