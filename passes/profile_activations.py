@@ -70,6 +70,10 @@ def topk_needed(n: int, p: float) -> int:
     return max(1, min(n, n - lo + 1))
 
 
+#: columns a TopK buffer may grow beyond 2k before it is trimmed back to k
+TRIM_SLACK = 4096
+
+
 class TopK:
     """Running top-k of ``rows`` independent streams (one per channel, or 1 for the layer).
 
@@ -82,22 +86,44 @@ class TopK:
         self.n, self.p, self.positive = n, p, positive
         self.k = topk_needed(n, p)
         self.buf = np.empty((rows, 0))
+        self.thr = None                   # per row: the k-th largest value at the last trim
         self.seen = 0
         self.npos = np.zeros(rows, np.int64)
 
     def update(self, vals: np.ndarray) -> None:
-        """``vals``: (rows, m) new float64 values."""
+        """``vals``: (rows, m) new float64 values.
+
+        Once a row holds k values, only new values > its k-th largest (at the last trim) can
+        change its top k (an equal one leaves its values as they are: ReLU zeros of a mostly silent
+        channel); they are appended (rows padded with -inf to the longest), and the
+        buffer is trimmed back to each row's top k by one partition only when it exceeds
+        ``2k + TRIM_SLACK`` columns.  Exact: the buffer always contains every row's top k.
+        """
         self.seen += vals.shape[1]
         if self.positive:
             self.npos += np.count_nonzero(vals > 0, axis=1)
-        allv = np.concatenate([self.buf, vals], axis=1)
-        if allv.shape[1] > self.k:
-            allv = np.partition(allv, allv.shape[1] - self.k, axis=1)[:, -self.k:]
-        self.buf = allv
+        if self.thr is not None:
+            keep = vals > self.thr[:, None]    # a value equal to the k-th largest leaves the top k's values as they are
+            cnt = np.count_nonzero(keep, axis=1)
+            if not cnt.any():
+                return
+            rows, cols = np.nonzero(keep)      # row-major: each row's kept values together, in order
+            new = np.full((vals.shape[0], int(cnt.max())), -np.inf)
+            new[rows, np.arange(rows.size) - np.repeat(np.cumsum(cnt) - cnt, cnt)] = vals[rows, cols]
+            vals = new                         # -inf pads never reach a full row's top k
+        self.buf = np.concatenate([self.buf, vals], axis=1)
+        if self.buf.shape[1] > 2 * self.k + TRIM_SLACK:
+            self._trim()
+
+    def _trim(self) -> None:
+        if self.buf.shape[1] > self.k:
+            self.buf = np.partition(self.buf, self.buf.shape[1] - self.k, axis=1)[:, -self.k:]
+            self.thr = self.buf.min(axis=1)
 
     def result(self) -> np.ndarray:
         if self.seen != self.n:
             raise DataError(f"profiling saw {self.seen} values, expected {self.n}")
+        self._trim()
         s = np.sort(self.buf, axis=1)           # s[:, j] == sorted_full[n - k + j]
         base = self.n - s.shape[1]
         counts = self.npos if self.positive else np.full(s.shape[0], self.n)
@@ -214,8 +240,12 @@ def run(graph: Graph, ctx) -> Graph:
     mx = {q.name: -np.inf for q in pops}
     bs = max(1, int(ctx.batch_size or 64))
     from tqdm import tqdm
+    # batches of a seeded random order: the percentiles do not depend on the order, but calibration files
+    # are often sorted by class, and in random order each running top k settles within a few batches,
+    # after which few new values pass its filter (TopK.update)
+    order = np.random.default_rng(0).permutation(n_img)
     for i in tqdm(range(0, n_img, bs), desc="profiling", unit="batch", disable=not ctx.progress, leave=False):
-        xb = x[i:i + bs]
+        xb = x[np.sort(order[i:i + bs])]
         vals = {}
         if src is not None:
             o = src(xb)
