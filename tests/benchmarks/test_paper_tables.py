@@ -17,6 +17,14 @@ def test_cached_run_only_for_the_same_images_T_and_calib_limit(tmp_path):
     assert paper_tables._cached_run(str(p), 1000, 350, 500) is None       # other calibration set
 
 
+def test_cached_ann_only_for_the_same_number_of_test_images(tmp_path):
+    p = tmp_path / "resnet20_ann.json"
+    assert paper_tables._cached_ann(str(p), 1000) is None
+    p.write_text(json.dumps({"images": 1000, "ann_accuracy": 0.803}))
+    assert paper_tables._cached_ann(str(p), 1000) == 0.803
+    assert paper_tables._cached_ann(str(p), 2000) is None
+
+
 def _heldout(path, depth, zetas_diffs):
     runs = [{"zeta": z, "loss": 1.5 - d, "loss_se": 0.6, "diff": d, "diff_se": 0.7} for z, d in zetas_diffs]
     with open(os.path.join(path, f"resnet{depth}_paper-nocomp_zeta_heldout_1024_T350.json"), "w") as f:
