@@ -57,8 +57,9 @@ def _check_identical(g, x, T, **kw):
     # segments replaying recorded spike trains (bias calibration's plan, groups of 1 and 2 populations):
     # every segment's populations spike exactly as in the full run
     from snncc.calibration import _segments
-    pops = [p for p in g.populations() if p.op != "input" and p.op != "output"]
-    for size in (1, 2):
+    spiking = [p for p in g.populations() if p.op != "input" and p.op != "output"]
+    neurons = [p for p in spiking if p.op == "neuron"]       # max gates then fall between groups
+    for pops, size in ((spiking, 1), (spiking, 2), (neurons, 1)):
         groups = [pops[i:i + size] for i in range(0, len(pops), size)]
         for seg in _segments(g, groups):
             rates, kept = Network(g).run_segment(x, T, seg["first"], seg["last"], seg["replay"], keep=seg["keep"],
