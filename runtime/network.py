@@ -449,8 +449,7 @@ class Network:
         ``until`` names a population: only it and the populations before it in topological
         order are simulated (exactly as in a full run, since none of them depends on a later
         one); the result has their statistics only and, unless ``until`` is the output, no
-        predictions (all -1).  Bias
-        calibration uses it to simulate only what a group of layers needs.
+        predictions (all -1).
         """
         T = check_timesteps(timesteps)
         want = f"(N, {', '.join(map(str, self.input_shape))})"
@@ -520,6 +519,9 @@ class Network:
         """
         T = check_timesteps(timesteps)
         names = [p.name for p in self.pops]
+        for end in (first, last):
+            if end not in names:
+                raise DataError(f"segment end {end!r} is not a population", f"choose among {', '.join(names)}")
         a, b = names.index(first), names.index(last)
         if b < a:
             raise DataError(f"segment {first!r}..{last!r} is empty", "pass first before last in topological order")
@@ -536,6 +538,11 @@ class Network:
                                     "pass it in replay")
         x = check_images(x, f"(N, {', '.join(map(str, self.input_shape))})", "data")
         n = x.shape[0]
+        size = {p.name: p.size for p in self.pops}
+        for k, v in replay.items():
+            if k in size and np.shape(v) != (n, T, size[k]):
+                raise DataError(f"replayed train of {k!r} has shape {np.shape(v)}, expected {(n, T, size[k])}",
+                                "pass the (images, steps, neurons) spike train a run of the same images made")
         rates: dict[str, list] = {r: [] for r in record}
         trains: dict[str, list] = {k: [] for k in keep}
         for b0 in range(0, n, _positive("batch_size", batch_size)):

@@ -294,7 +294,10 @@ def test_run_segment_rejects_incomplete_plans():
     for args, kw, words in (
             ((names[fed], names[fed], {}), {}, ["needs the spike train of"]),
             ((names[fed], names[fed - 1], {}), {}, ["is empty"]),
-            ((names[0], names[0], {}), {"keep": [names[1]]}, [f"{names[1]!r} is not simulated"])):
+            ((names[0], names[0], {}), {"keep": [names[1]]}, [f"{names[1]!r} is not simulated"]),
+            (("nope", names[0], {}), {}, ["segment end 'nope' is not a population"]),
+            ((names[fed], names[fed], {s: np.zeros((1, 4, 2), np.uint8) for s in g.preds(names[fed])}), {},
+             ["has shape (1, 4, 2), expected"])):
         with pytest.raises(DataError) as e:
             net.run_segment(x, 4, *args, **kw)
         msg = str(e.value)
