@@ -322,6 +322,7 @@ def saved_sections(results_dir):
 
 #: saved ``benchmarks/bias_groups.py`` runs (benchmarks/results/), in report order
 BIAS_GROUPS = [(f"ResNet-{d}", f"resnet{d}_bias_groups_heldout1024_T128.json") for d in (20, 32, 56)]
+BENCH_CALIBRATION = [(f"ResNet-{d}", f"resnet{d}_bench_calibration.json") for d in (20, 56)]
 
 
 def _table_head(lead: list[str], pts) -> list[str]:
@@ -347,11 +348,9 @@ def bias_groups_section(results_dir):
          "(the source model) - SNN accuracy, in points +- the paired standard error; in brackets the paired "
          "difference in accuracy against the first size of the row's model (positive: more accurate); N = 0: "
          "no bias calibration. Calibration time on 2 cores, as measured in these runs, when each group was "
-         "simulated with the whole network before it; each group is now a segment of the network replaying the "
-         "recorded spike trains of the layers before it (same biases, bit for bit): ResNet-20 18 s, ResNet-56 "
-         "55 s for groups of 2 (44 s for groups of 3) on the same 2 cores. Before the option existed the layers "
-         "were split into at most 8 groups (ResNet-20: 2-3 layers each, ResNet-56: 7); groups of 2 are the "
-         "default now.\n",
+         "simulated with the whole network before it (see the cost below for the segments used now). Before the "
+         "option existed the layers were split into at most 8 groups (ResNet-20: 2-3 layers each, ResNet-56: 7); "
+         "groups of 2 are the default now.\n",
          *_table_head(["model", "layers per group", "simulations", "calibration (s)"], pts)]
     notes = []
     for model, fname, d in runs:
@@ -376,7 +375,27 @@ def bias_groups_section(results_dir):
                      + " | ".join(cells) + f" | `{fname}` |")
     if notes:
         L.append("\nDifferences over two standard errors: " + "; ".join(notes) + ".")
+    L += _calibration_cost_text(results_dir)
     return L
+
+
+def _calibration_cost_text(results_dir) -> list[str]:
+    """The saved side-by-side runs of benchmarks/bench_calibration.py, those present."""
+    parts = []
+    for model, fname in BENCH_CALIBRATION:
+        d = _saved(results_dir, fname)
+        for r in (d or {}).get("runs", []):
+            parts.append(f"{model}, groups of {r['layers_per_group']} ({r['groups']} simulations): "
+                         f"{r['segments_seconds']:.0f} s by segments vs {r['prefix_seconds']:.0f} s by whole "
+                         f"prefixes ({r['speedup']:.1f}x; spike trains kept at most {r['trains_peak_mib']:.0f} MiB; "
+                         f"biases {'identical' if r['same_biases'] else 'DIFFERENT'}) (`{fname}`)")
+    if not parts:
+        return []
+    return ["\nCost of the calibration now (`python benchmarks/bench_calibration.py resnetD.snn --data "
+            "cifar10_calib.npz`, the `--calibrate-bias 0` conversions above, 128 images x 64 steps, both ways in "
+            "one run on the same 2 cores): each group is simulated as a segment of the network -- the group and "
+            "the one before it, replaying the recorded spike trains of the earlier layers that feed them "
+            "(`Network.run_segment`) -- instead of with every layer before it: " + "; ".join(parts) + "."]
 
 
 #: the headings of the sections made from saved runs, after the --workdir tables; and of the targets

@@ -97,3 +97,14 @@ def test_refresh_saved_keeps_the_workdir_tables_and_regenerates_the_rest(tmp_pat
         raise AssertionError("accepted a foreign page")
     except SystemExit as e:
         assert "--refresh-saved" in str(e)
+
+
+def test_calibration_cost_text_quotes_the_saved_runs(tmp_path):
+    assert paper_tables._calibration_cost_text(str(tmp_path)) == []
+    run = {"layers_per_group": 2, "groups": 28, "segments_seconds": 55.2, "prefix_seconds": 301.0, "speedup": 5.453,
+           "trains_peak_mib": 512.0, "same_biases": True}
+    (tmp_path / "resnet56_bench_calibration.json").write_text(json.dumps({"runs": [run]}))
+    txt = "".join(paper_tables._calibration_cost_text(str(tmp_path)))
+    assert "ResNet-56, groups of 2 (28 simulations): 55 s by segments vs 301 s by whole prefixes (5.5x; spike " \
+           "trains kept at most 512 MiB; biases identical) (`resnet56_bench_calibration.json`)" in txt
+    assert "ResNet-20" not in txt
