@@ -245,7 +245,8 @@ def run(graph: Graph, ctx) -> Graph:
     # after which few new values pass its filter (TopK.update)
     order = np.random.default_rng(0).permutation(n_img)
     for i in tqdm(range(0, n_img, bs), desc="profiling", unit="batch", disable=not ctx.progress, leave=False):
-        xb = x[np.sort(order[i:i + bs])]
+        ib = np.sort(order[i:i + bs])
+        xb = x[ib]
         vals = {}
         if src is not None:
             o = src(xb)
@@ -259,7 +260,8 @@ def run(graph: Graph, ctx) -> Graph:
         for q in pops:
             v = vals[q.name]
             if not np.all(np.isfinite(v)):
-                raise DataError(f"non-finite activations in population {q.name!r} on calibration batch {i // bs}",
+                bad = int(ib[np.argmin(np.isfinite(v.reshape(len(ib), -1)).all(axis=1))])
+                raise DataError(f"non-finite activations in population {q.name!r} on calibration image {bad}",
                                 "check the calibration data and preprocessing (--input-scale/--mean/--std)")
             layer[q.name].update(v.reshape(1, -1))
             mx[q.name] = max(mx[q.name], float(v.max()))

@@ -146,3 +146,17 @@ def test_graph_unchanged_and_errors():
     bad[0, 0, 0, 0] = np.nan
     with pytest.raises(DataError, match="non-finite"):
         profile_activations.run(g, ctx(bad))
+
+
+def test_non_finite_activation_names_the_calibration_image():
+    """Batches go in a shuffled order; the error still names the image whose activations overflowed."""
+    import os
+
+    import snncc
+    data = os.path.join(os.path.dirname(snncc.__file__), "data")
+    x = np.load(os.path.join(data, "digits_calib.npz"))["x"].astype(np.float32)[:100].copy()
+    x[37] = 3e38                 # within float32, but its activations overflow
+    with pytest.raises(DataError) as e:
+        snncc.convert(os.path.join(data, "digits_resnet.onnx"), x, input_scale=0.0625, mean=[0.3052], std=[0.376],
+                      progress=False)
+    assert "non-finite activations" in str(e.value) and "calibration image 37" in str(e.value)
