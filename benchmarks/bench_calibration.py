@@ -31,8 +31,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from snncc.argtypes import positive_int  # noqa: E402
 
 
-def calibrate(net, xc: np.ndarray, size: int, steps: int, segments: bool) -> tuple[float, dict]:
-    """Seconds to calibrate a copy of ``net`` with groups of ``size`` layers; the copy's biases."""
+def calibrate(net, xc: np.ndarray, size: int, steps: int, segments: bool) -> tuple[float, dict, dict]:
+    """Seconds to calibrate a copy of ``net`` with groups of ``size`` layers; the copy's biases; the
+    calibration's record."""
     from snncc import calibration
     from snncc.api import SpikingNetwork
     cand = SpikingNetwork(net.graph.copy())
@@ -40,11 +41,11 @@ def calibrate(net, xc: np.ndarray, size: int, steps: int, segments: bool) -> tup
     calibration.TRAINS_BUDGET = budget if segments else -1
     try:
         t0 = time.perf_counter()
-        calibration.calibrate_bias(cand, xc, timesteps=steps, layers_per_group=size, progress=False)
+        rec = calibration.calibrate_bias(cand, xc, timesteps=steps, layers_per_group=size, progress=False)
         secs = time.perf_counter() - t0
     finally:
         calibration.TRAINS_BUDGET = budget
-    return secs, {p.name: p.params["bias"].copy() for p in cand.graph.populations() if "bias" in p.params}
+    return secs, {p.name: p.params["bias"].copy() for p in cand.graph.populations() if "bias" in p.params}, rec
 
 
 def main(argv=None) -> int:
@@ -81,13 +82,13 @@ def main(argv=None) -> int:
     rows = []
     same_all = True
     for size in sizes:
-        seg_s, seg_b = calibrate(net, xc, size, a.calibrate_bias, True)
-        pre_s, pre_b = calibrate(net, xc, size, a.calibrate_bias, False)
+        seg_s, seg_b, rec = calibrate(net, xc, size, a.calibrate_bias, True)
+        pre_s, pre_b, _ = calibrate(net, xc, size, a.calibrate_bias, False)
         same = all(np.array_equal(seg_b[k], pre_b[k]) for k in seg_b)
         same_all &= same
-        groups = -(-len(layers) // size)
+        groups, images = rec["groups"], rec["images"]
         split = [list(g) for g in np.array_split(np.array(layers, dtype=object), groups)]
-        mib = _trains_bytes(net.graph, split, min(128, xc.shape[0]), a.calibrate_bias) / 2 ** 20
+        mib = _trains_bytes(net.graph, split, images, a.calibrate_bias) / 2 ** 20
         rows.append({"layers_per_group": size, "groups": groups, "segments_seconds": seg_s,
                      "prefix_seconds": pre_s, "speedup": pre_s / seg_s, "trains_peak_mib": mib,
                      "same_biases": bool(same)})
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"model": os.path.basename(a.model), "threads": numba.get_num_threads(),
-                       "images": min(128, int(xc.shape[0])), "runs": rows}, f, indent=1)
+                       "images": images, "runs": rows}, f, indent=1)
     return 0 if same_all else 1
 
 

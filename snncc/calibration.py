@@ -139,19 +139,20 @@ def calibrate_bias(net, x: np.ndarray, *, timesteps: int = 64, images: int = 128
     if progress and sequential:
         from tqdm.auto import tqdm
         bar = tqdm(total=rounds * len(groups), desc="bias calibration", unit="group", leave=False)
+    # kept spike trains within budget: segments replay them; else each group runs with everything before it
+    replay = sequential and _trains_bytes(g, groups, xs.shape[0], timesteps) <= TRAINS_BUDGET
     for rnd in range(rounds):
         gaps = []
         if not sequential:
             res = Network(g).run(xs, timesteps, progress=progress, record=tuple(p.name for p in pops))
             correct(res.rates, pops, gaps)
         else:
-            replay = _trains_bytes(g, groups, xs.shape[0], timesteps) <= TRAINS_BUDGET
             for seg in _segments(g, groups):
                 if replay:
                     rates, kept = Network(g).run_segment(xs, timesteps, seg["first"], seg["last"], seg["replay"],
                                                          keep=seg["keep"], record=tuple(p.name for p in seg["group"]))
                     seg["store"].update(kept)
-                else:       # too big to keep spike trains: simulate the group with everything before it
+                else:
                     seg["store"].update({k: None for k in seg["keep"]})
                     rates = Network(g).run(xs, timesteps, progress=False, record=tuple(p.name for p in seg["group"]),
                                            until=seg["last"]).rates

@@ -31,7 +31,7 @@ def test_both_ways_give_the_conversions_biases(tmp_path, capsys):
     assert "biases identical" in capsys.readouterr().out
     # and they are the biases the conversion itself makes
     ref = snncc.convert(MODEL, CALIB, **PRE, calibrate_bias=16, calibrate_bias_group=2)
-    _, b = bench_calibration.calibrate(net, net.prepare(snncc.data.subset(np.load(CALIB)["x"], None, 128)[0]), 2, 16,
+    _, b, _ = bench_calibration.calibrate(net, net.prepare(snncc.data.subset(np.load(CALIB)["x"], None, 128)[0]), 2, 16,
                                        True)
     for k, v in b.items():
         assert np.array_equal(v, ref.graph.node(k).params["bias"]), k
