@@ -37,8 +37,10 @@ flattened: neuron ``i = (h*W + w)*C + c``):
 * ``tot``    (B, P)  int64    spikes so far per population
 * ``sops``   (B, P)  int64    synaptic operations (weight additions) into it
 * ``active`` (B,)    uint8    0 once an image has exited early
-* ``trains`` (B, NT) uint8    spike trains (0/1 per neuron and step) of the populations with a
-  ``P_T`` offset: replayed (``OP_REPLAY``) or recorded (simulated ones); (B, 1) when unused
+* ``trains`` (B, NT) uint8    bit-packed spike trains of the populations with a ``P_T`` offset,
+  ``ceil(size/8)`` bytes per step, neuron ``i`` in bit ``i % 8`` of byte ``i // 8`` (numpy's
+  ``packbits(..., bitorder="little")``): replayed (``OP_REPLAY``) or recorded (simulated ones);
+  (B, 1) when unused
 
 Neuron equations (threshold 1, reset by subtraction), neuron ``i`` of channel ``c``::
 
@@ -63,8 +65,8 @@ ZERO = np.float32(0.0)
 # population ops; a segment run (Network.run_segment) marks populations it does not simulate
 # OP_SKIP (nothing read) or OP_REPLAY (spike trains read from ``trains``)
 OP_NEURON, OP_OUTPUT, OP_MAXGATE, OP_SKIP, OP_REPLAY = 0, 1, 2, 3, 4
-# population table columns; P_T: offset of its spike train in ``trains`` (T steps of ``size``
-# 0/1 bytes), -1 for none -- read by OP_REPLAY, written by a simulated population
+# population table columns; P_T: offset of its spike train in ``trains`` (T steps of
+# ceil(size/8) bit-packed bytes), -1 for none -- read by OP_REPLAY, written by a simulated population
 P_OP, P_SIZE, P_C, P_V, P_I, P_S, P_I0, P_B, P_E0, P_E1, P_T = range(11)
 P_COLS = 11
 # edge kinds
@@ -438,13 +440,19 @@ def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias, 
                     continue
                 if op == OP_REPLAY:           # spike lists from the recorded train, in index order
                     tb = pops[p, P_T]
+                    nby = (size + 7) >> 3
                     for u in range(nb):
-                        row = trains[n, tb + (b0 + u) * size:tb + (b0 + u + 1) * size]
+                        row = trains[n, tb + (b0 + u) * nby:tb + (b0 + u + 1) * nby]
                         d0 = sb * TB + u * size
                         k = 0
-                        for i in range(size):
-                            sbuf[d0 + k] = i
-                            k += np.int64(row[i])
+                        for j in range(nby):
+                            v = np.int64(row[j])
+                            if v == 0:
+                                continue
+                            for bit in range(8):
+                                if (v >> bit) & 1:
+                                    sbuf[d0 + k] = 8 * j + bit
+                                    k += 1
                         kb[p, u] = k
                         tot[n, p] += k
                     continue
@@ -497,12 +505,14 @@ def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias, 
                                            counts[n, sb:sb + size], count[p] != 0)
                         kb[p, u] = k
                         tot[n, p] += k
-                    if pops[p, P_T] >= 0 and op != OP_OUTPUT:     # record this step's spikes
-                        row = trains[n, pops[p, P_T] + (b0 + u) * size:pops[p, P_T] + (b0 + u + 1) * size]
+                    if pops[p, P_T] >= 0 and op != OP_OUTPUT:     # record this step's spikes (bit i%8 of byte i//8)
+                        nby = (size + 7) >> 3
+                        row = trains[n, pops[p, P_T] + (b0 + u) * nby:pops[p, P_T] + (b0 + u + 1) * nby]
                         row[:] = 0
                         d0 = sb * TB + u * size
                         for j in range(kb[p, u]):
-                            row[sbuf[d0 + j]] = 1
+                            i = sbuf[d0 + j]
+                            row[i >> 3] |= np.uint8(1 << (i & 7))
                     if op == OP_OUTPUT:
                         _output_update(Vout[n], In, i0, zb >= 0, bias[bb:bb + C], C)
                         vo = Vout[n]

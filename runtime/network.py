@@ -62,6 +62,22 @@ def check_timesteps(timesteps) -> int:
     return int(timesteps)
 
 
+def packed_size(size: int) -> int:
+    """Bytes per step of a bit-packed spike train of ``size`` neurons."""
+    return (int(size) + 7) // 8
+
+
+def pack_trains(trains: np.ndarray) -> np.ndarray:
+    """``(N, T, size)`` 0/1 spike trains -> the ``(N, T, ceil(size/8))`` uint8 form segments replay and
+    keep: neuron ``i`` in bit ``i % 8`` of byte ``i // 8``."""
+    return np.packbits(np.asarray(trains, dtype=bool), axis=-1, bitorder="little")
+
+
+def unpack_trains(packed: np.ndarray, size: int) -> np.ndarray:
+    """The inverse of :func:`pack_trains`: ``(N, T, size)`` 0/1 uint8."""
+    return np.unpackbits(np.asarray(packed, dtype=np.uint8), axis=-1, count=int(size), bitorder="little")
+
+
 def _positive(name: str, v) -> int:
     if not _integral(v) or v <= 0:
         raise DataError(f"{name} must be a positive integer, got {v!r}", f"e.g. {name}=64" if name == "batch_size"
@@ -510,11 +526,11 @@ class Network:
         """Simulate only the populations from ``first`` to ``last`` (topological order) of images ``x``.
 
         Every population before ``first`` that feeds one of them must be in ``replay``: its
-        spike train, ``(N, T, size)`` 0/1 uint8, as a run of the whole network makes it (e.g.
-        ``keep``-ed by an earlier segment); the result is then exactly that of a full run
-        for the segment's populations.  Returns ``(rates, trains)``: per-neuron rates of the
-        ``record``-ed populations, and the spike trains of the ``keep``-ed ones (simulated
-        populations of the segment) for later segments.  Bias calibration uses it so that
+        spike train as a run of the whole network makes it, bit-packed (:func:`pack_trains`:
+        ``(N, T, ceil(size/8))`` uint8, e.g. ``keep``-ed by an earlier segment); the result is
+        then exactly that of a full run for the segment's populations.  Returns ``(rates,
+        trains)``: per-neuron rates of the ``record``-ed populations, and the bit-packed spike
+        trains of the ``keep``-ed ones (simulated populations of the segment) for later segments.  Bias calibration uses it so that
         each group of layers costs its own simulation only.
         """
         T = check_timesteps(timesteps)
@@ -540,9 +556,11 @@ class Network:
         n = x.shape[0]
         size = {p.name: p.size for p in self.pops}
         for k, v in replay.items():
-            if k in size and np.shape(v) != (n, T, size[k]):
-                raise DataError(f"replayed train of {k!r} has shape {np.shape(v)}, expected {(n, T, size[k])}",
-                                "pass the (images, steps, neurons) spike train a run of the same images made")
+            if k in size and np.shape(v) != (n, T, packed_size(size[k])):
+                raise DataError(f"replayed train of {k!r} has shape {np.shape(v)}, expected "
+                                f"{(n, T, packed_size(size[k]))}",
+                                "pass the bit-packed (images, steps, ceil(neurons/8)) spike train a run of the same "
+                                "images made (snncc.runtime.network.pack_trains)")
         rates: dict[str, list] = {r: [] for r in record}
         trains: dict[str, list] = {k: [] for k in keep}
         for b0 in range(0, n, _positive("batch_size", batch_size)):
@@ -571,7 +589,7 @@ class Network:
             prog_pops, nt = prog_pops.copy(), 0
             for p in self.pops[:n_sim]:
                 if (p.index < a and p.name in replay) or p.name in keep:
-                    toff[p.name], nt = nt, nt + T * p.size
+                    toff[p.name], nt = nt, nt + T * packed_size(p.size)
                     prog_pops[p.index, K.P_T] = toff[p.name]
                 if p.index < a:
                     prog_pops[p.index, K.P_OP] = K.OP_REPLAY if p.name in replay else K.OP_SKIP
@@ -640,7 +658,7 @@ class Network:
         vfinal = Vout
         res = {"pred": pred, "pot": vfinal, "steps": steps_run, "macs": macs,
                "spikes": {}, "sops": {}, "perr": {}, "rates": {}, "trains": trains, "ptrace": ptrace,
-               "kept": {p.name: tbuf[:, toff[p.name]:toff[p.name] + T * p.size].reshape(b, T, p.size).copy()
+               "kept": {p.name: tbuf[:, toff[p.name]:toff[p.name] + T * packed_size(p.size)].reshape(b, T, -1).copy()
                         for p in sim if p.name in keep}}
         for p in sim:
             res["sops"][p.name] = sops[:, p.index].copy()

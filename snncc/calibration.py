@@ -43,13 +43,15 @@ from snncc.presets import LAYERS_PER_GROUP
 
 
 #: at most this many bytes of recorded spike trains (images x steps x neurons kept at once, one
-#: byte each); a bigger calibration simulates each group with every layer before it instead
+#: bit each); a bigger calibration simulates each group with every layer before it instead
 TRAINS_BUDGET = 2 << 30
 
 
 def _trains_bytes(g, groups, images: int, timesteps: int) -> int:
     """The most bytes of spike trains the segments of :func:`_segments` hold at once."""
-    size = {n.name: int(np.prod(n.shape)) for n in g.populations()}
+    from snncc.runtime.network import packed_size
+
+    size = {n.name: packed_size(int(np.prod(n.shape))) for n in g.populations()}
     most = 0
     for seg in _segments(g, groups):
         seg["store"].update({k: None for k in seg["keep"]})

@@ -6,6 +6,7 @@ from rt_nets import B, dyadic, random_resnet
 from snncc.ir import EdgeKind, Node, Synapse
 from snncc.nn import conv_out_hw
 from snncc.runtime import Network, simulate_reference
+from snncc.runtime.network import pack_trains, unpack_trains
 
 
 def _check_identical(g, x, T, **kw):
@@ -69,7 +70,10 @@ def _check_identical(g, x, T, **kw):
                 np.testing.assert_allclose(rates[p.name] * T, ref["counts"][p.name].reshape(n, -1), rtol=1e-12,
                                            err_msg=f"segment {seg['first']}..{seg['last']}: {p.name}")
             for k, tr in kept.items():
-                assert np.array_equal(tr, ref["spikes"][k].reshape(n, T, -1)), k
+                want = ref["spikes"][k].reshape(n, T, -1)
+                assert tr.shape == (n, T, -(-want.shape[2] // 8)), k          # bit-packed
+                assert np.array_equal(unpack_trains(tr, want.shape[2]), want), k
+                assert np.array_equal(tr, pack_trains(want)), k
     return ref, res
 
 
@@ -78,6 +82,15 @@ def test_resnet_block_dag_identical(seed):
     g, x = random_resnet(seed)
     _, res = _check_identical(g, x, 24, batch_size=4)
     assert all(v.sum() > 0 for k, v in res.spikes.items())
+
+
+def test_odd_sizes_identical():
+    """Populations whose sizes are not multiples of 8 (108, 27, 20, 5 neurons): the segments' bit-packed
+    spike trains end in a partial byte."""
+    g, x = random_resnet(3, hw=6, c0=1, c1=3, c2=5)
+    assert any(p.size % 8 for p in Network(g).pops)
+    _, res = _check_identical(g, x, 24, batch_size=4)
+    assert sum(v.sum() > 0 for v in res.spikes.values()) >= 4
 
 
 def test_varied_geometry_identical():
