@@ -7,12 +7,8 @@ import pytest
 
 import snncc
 from snncc.errors import DataError, ModelError, SnnccError, SnnFileError
+from digits import MODEL, CALIB, TEST, PRE
 
-DATA = os.path.join(os.path.dirname(snncc.__file__), "data")
-MODEL = os.path.join(DATA, "digits_resnet.onnx")
-CALIB = os.path.join(DATA, "digits_calib.npz")
-TEST = os.path.join(DATA, "digits_test.npz")
-PRE = dict(input_scale=0.0625, mean=[0.3052], std=[0.376])
 FAST = dict(calibrate_bias=0, calib_limit=100, progress=False)
 T = 32
 

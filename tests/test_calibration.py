@@ -1,5 +1,4 @@
 """Post-training bias calibration (snncc.calibration) on the digits ResNet."""
-import os
 
 import numpy as np
 import pytest
@@ -8,12 +7,8 @@ import snncc
 from snncc.analog import run_analog
 from snncc.calibration import calibrate_bias
 from snncc.data import subset
+from digits import MODEL, CALIB, TEST, PRE
 
-DATA = os.path.join(os.path.dirname(snncc.__file__), "data")
-MODEL = os.path.join(DATA, "digits_resnet.onnx")
-CALIB = os.path.join(DATA, "digits_calib.npz")
-TEST = os.path.join(DATA, "digits_test.npz")
-PRE = dict(input_scale=0.0625, mean=[0.3052], std=[0.376])
 T = 32
 
 

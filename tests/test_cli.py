@@ -18,14 +18,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 import snncc
 from snncc.cli import main
+from digits import MODEL, CALIB, TEST, PRE_ARGS as PRE
 
-DATA = os.path.join(os.path.dirname(snncc.__file__), "data")
-MODEL = os.path.join(DATA, "digits_resnet.onnx")
-CALIB = os.path.join(DATA, "digits_calib.npz")
-TEST = os.path.join(DATA, "digits_test.npz")
 UNSUPPORTED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "bad", "unsupported",
                            "sigmoid_net.onnx")
-PRE = ["--input-scale", "0.0625", "--mean", "0.3052", "--std", "0.376"]
 FAST = ["--calibrate-bias", "0", "--calib-limit", "100"]
 
 

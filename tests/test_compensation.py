@@ -1,5 +1,4 @@
 """Propagation-error compensation search (snncc.compensation, Eq. 9-14) on synthetic data and the digits net."""
-import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -8,11 +7,8 @@ import pytest
 import snncc
 from snncc import compensation as C
 from snncc.data import subset
+from digits import MODEL, CALIB, PRE
 
-DATA = os.path.join(os.path.dirname(snncc.__file__), "data")
-MODEL = os.path.join(DATA, "digits_resnet.onnx")
-CALIB = os.path.join(DATA, "digits_calib.npz")
-PRE = dict(input_scale=0.0625, mean=[0.3052], std=[0.376])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,12 +8,8 @@ import pytest
 import snncc
 from snncc import evaluate
 from snncc.cli import main
+from digits import MODEL, CALIB, TEST, PRE_ARGS as PRE
 
-DATA = os.path.join(os.path.dirname(snncc.__file__), "data")
-MODEL = os.path.join(DATA, "digits_resnet.onnx")
-CALIB = os.path.join(DATA, "digits_calib.npz")
-TEST = os.path.join(DATA, "digits_test.npz")
-PRE = ["--input-scale", "0.0625", "--mean", "0.3052", "--std", "0.376"]
 T = 32
 
 

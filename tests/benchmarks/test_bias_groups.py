@@ -8,11 +8,9 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
 import bias_groups  # noqa: E402
+from digits import MODEL, CALIB, PRE as PRE_KW
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "snncc", "data")
-MODEL = os.path.join(DATA, "digits_resnet.onnx")
-CALIB = os.path.join(DATA, "digits_calib.npz")
-PRE = dict(input_scale=0.0625, mean=[0.3052], std=[0.376], calib_limit=128, progress=False)
+PRE = dict(PRE_KW, calib_limit=128, progress=False)
 
 
 def test_each_size_reproduces_the_conversion_on_heldout_images(tmp_path, capsys):

@@ -9,19 +9,16 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
 import compare_evals  # noqa: E402
 
-import snncc  # noqa: E402
 from snncc.cli import main as snncc_main  # noqa: E402
+from digits import MODEL, CALIB, TEST, PRE_ARGS  # noqa: E402
 
-DATA = os.path.join(os.path.dirname(snncc.__file__), "data")
-TEST = os.path.join(DATA, "digits_test.npz")
 
 
 @pytest.fixture(scope="module")
 def evals(tmp_path_factory):
     d = tmp_path_factory.mktemp("cmp")
     snn = str(d / "d.snn")
-    assert snncc_main([os.path.join(DATA, "digits_resnet.onnx"), "-o", snn, "--calib", os.path.join(DATA, "digits_calib.npz"),
-                       "--input-scale", "0.0625", "--mean", "0.3052", "--std", "0.376", "--calibrate-bias", "0",
+    assert snncc_main([MODEL, "-o", snn, "--calib", CALIB, *PRE_ARGS, "--calibrate-bias", "0",
                        "--calib-limit", "100", "-q"]) == 0
     out = {}
     for name, T, limit in (("t4", 4, 120), ("t32", 32, 120), ("other", 32, 80)):

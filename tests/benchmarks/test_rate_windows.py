@@ -7,19 +7,18 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
 import rate_windows  # noqa: E402
+from digits import MODEL, CALIB, PRE
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "snncc", "data")
 
 
 def test_rate_windows_on_digits(tmp_path, capsys):
     import snncc
-    net = snncc.convert(os.path.join(DATA, "digits_resnet.onnx"), os.path.join(DATA, "digits_calib.npz"),
-                        input_scale=0.0625, mean=[0.3052], std=[0.376], calib_limit=64, calibrate_bias=0,
+    net = snncc.convert(MODEL, CALIB, **PRE, calib_limit=64, calibrate_bias=0,
                         preset="paper", compensate="none", progress=False)
     p = str(tmp_path / "d.snn")
     net.save(p)
     out = str(tmp_path / "w.json")
-    assert rate_windows.main([p, "--data", os.path.join(DATA, "digits_calib.npz"), "--images", "16", "-T", "128",
+    assert rate_windows.main([p, "--data", CALIB, "--images", "16", "-T", "128",
                               "--json", out]) == 0
     rec = json.load(open(out))
     rows = rec["layers"]

@@ -8,15 +8,13 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
 import zeta_heldout  # noqa: E402
+from digits import MODEL, CALIB, PRE
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "snncc", "data")
-CALIB = os.path.join(DATA, "digits_calib.npz")
 
 
 def _convert(tmp_path, limit):
     import snncc
-    net = snncc.convert(os.path.join(DATA, "digits_resnet.onnx"), CALIB, input_scale=0.0625, mean=[0.3052],
-                        std=[0.376], calib_limit=limit, calibrate_bias=0, preset="paper", compensate="none",
+    net = snncc.convert(MODEL, CALIB, **PRE, calib_limit=limit, calibrate_bias=0, preset="paper", compensate="none",
                         progress=False)
     p = str(tmp_path / "d.snn")
     net.save(p)

@@ -11,6 +11,7 @@ from opnets import plain, resnet
 from snncc.analog import run_analog
 from snncc.ir import verify
 from snncc.passes import PASS_NAMES, PIPELINE, pass_name, run_pipeline
+from digits import MODEL, CALIB
 
 FIX = os.path.join(os.path.dirname(__file__), "..", "fixtures")
 
@@ -65,7 +66,6 @@ def _frontend():
         return None
 
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "snncc", "data")
 
 
 def _check_against_ort(path, g, raw, pre):
@@ -125,10 +125,10 @@ def test_fixture_every_pass_matches_onnxruntime(path):
 
 def test_embedded_digits_resnet_option_a():
     import_onnx = _frontend()
-    path = os.path.join(DATA, "digits_resnet.onnx")
+    path = MODEL
     if import_onnx is None or not os.path.exists(path):
         pytest.skip("front end or embedded digits model not available")
-    d = np.load(os.path.join(DATA, "digits_calib.npz"))
+    d = np.load(CALIB)
     raw = d["x"][:100].astype(np.float64).transpose(0, 2, 3, 1)
     pre = {"scale": float(d["scale"][0]), "mean": [float(d["mean"][0])], "std": [float(d["std"][0])]}
     g = _check_against_ort(path, import_onnx(path), raw, pre)
