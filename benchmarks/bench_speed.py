@@ -2,6 +2,9 @@
 
     python benchmarks/bench_speed.py -T 350 --n 200 --threads 2 --peer-n 200 --json benchmarks/results/speed_resnet20.json
 
+(docs/results.md quotes ``speed_resnet20.json``; keep the run it replaces as
+``speed_resnet20_earlierN.json``, N counting up: paper_tables.py lists the earlier runs with their CPUs.)
+
 One run, the same test images and the same thread count for every system, on the
 shared CIFAR-10 ResNet-20 (``<shared>/models/resnet20-12fca82f.th``):
 

@@ -27,6 +27,7 @@ Results go to a JSON file per run (``--workdir``) and to ``--out`` as Markdown w
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -667,6 +668,18 @@ def _init_search_text(rs):
             + f" (K={k}, accuracy by initial membrane: {sc})")
 
 
+#: wall ms per image of the same ResNet-20 converted with --rate-scale 1000 (almost nothing fires: the per-neuron,
+#: per-step floor), T=350, 2 threads, measured apart from the bench_speed runs on each lent CPU
+FLOOR_MS = {"AMD EPYC": 13, "Intel(R) Xeon(R) Processor": 23}
+
+
+def _floor_text(cpu):
+    here = FLOOR_MS.get(cpu)
+    other = ", ".join(f"{v} ms on the {k}" for k, v in FLOOR_MS.items() if k != cpu)
+    return ((f"{here} ms per image on this machine ({other})" if here is not None else other)
+            + ", measured with K=1000, where almost nothing fires")
+
+
 def _speed_notes(d):
     """What the speed run shows beyond the table: the rate-scaled rows, then the arithmetic of the unscaled one."""
     ev, de = d.get("event_driven") or {}, d.get("dense_ort") or {}
@@ -691,7 +704,7 @@ def _speed_notes(d):
                    f"on early positive inputs more often{_init_search_text(rs)}. The time falls less than the SOPs "
                    f"because every neuron "
                    f"is still updated every step (constant current, threshold, spike list), whatever its rate: "
-                   f"13 ms per image on this machine, measured with K=1000, where almost nothing fires.")
+                   + _floor_text(d["environment"]["cpu"]) + ".")
     if ev and de and sj and de.get("dense_ops_per_image"):
         ratio = de["dense_ops_per_image"] / ev["sops_per_image"]
         need = ev["sops_per_image"] / (sj["ms_per_image"] / 10 / 1000) / 1e9
@@ -703,8 +716,8 @@ def _speed_notes(d):
             f"PyTorch's vectorised convolutions. Being 10x faster than it ({sj['ms_per_image']:.0f} ms) with these "
             f"SOPs means {need:.0f} GSOP/s, {need / threads:.0f} per core, "
             f"{need / threads / ev['gsops_per_thread']:.1f}x what this runtime reaches. A cycle-counter profile of "
-            "the runtime on this ResNet-20 puts 86% of the time in the scatters, at 0.3-0.7 cycles (of the 2.6 GHz "
-            "time-stamp counter) per SOP depending on the layer; keeping a "
+            "the runtime on this ResNet-20 (on the AMD EPYC) puts 86% of the time in the scatters, at 0.3-0.7 cycles (of the "
+            "2.6 GHz time-stamp counter) per SOP depending on the layer; keeping a "
             "population's state in cache over blocks of 16 steps gained only ~5%, so it is the work itself: every SOP "
             "is a load-add-store of a target membrane (a scatter has no accumulators to keep in registers, as a "
             "dense convolution does), and with 16-64 channels a spike's contiguous vectors are short (48-192 floats "
@@ -773,10 +786,15 @@ def targets_section(results_dir):
         pd = a.get("paired_difference_points") or {}
         acc = (f"; accuracy {pd['mean']:+.2f} +- {pd['se']:.2f} points against it on the same "
                f"{sp['settings']['peer_n']} images" if pd.get("se") is not None else "")
+        others = "".join(f"; earlier run on {p['environment']['cpu']}: {_speed_target(p)[0]:.1f}x wall, "
+                         f"{'met' if _speed_target(p)[3] else 'not met'}"
+                         for _, p in earlier_speed_runs(sp, results_dir)[-1:]
+                         if p["environment"]["cpu"] != sp["environment"]["cpu"])
         rows.append(f"| event-driven vs SpikingJelly, ResNet-20, T={sp['settings']['T']}, "
                     f"{sp['settings']['threads']} threads | >= 10x faster at equal or better accuracy | "
                     f"{a.get('speedup_wall', float('nan')):.1f}x wall, {a.get('speedup_cpu_time', float('nan')):.1f}x "
-                    f"CPU time ({a.get('event_driven_variant', 'full T')}{acc}) | {'met' if a.get('met') else '**not met**'} |")
+                    f"CPU time on {sp['environment']['cpu']} ({a.get('event_driven_variant', 'full T')}{acc}){others} "
+                    f"| {'met' if a.get('met') else '**not met**'} |")
         rows.append(f"| synaptic operations per core | >= 3 GSOP/s | "
                     f"{b.get('gsops_per_core_wall', float('nan')):.2f} per thread (wall), {b.get('gsops_per_cpu_second', float('nan')):.2f} per CPU-second | "
                     f"{'met' if b.get('met_cpu_time') else '**not met**'} |")
@@ -795,27 +813,49 @@ def targets_section(results_dir):
             "images'.\n"]
 
 
-def _previous_speed_run(d, path):
-    """One line on an earlier run of the same command (``speed_resnet20_previous.json``), if saved: how much the
-    ratios move between runs."""
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        p = json.load(f)
-    if p.get("settings", {}).get("n") != d["settings"]["n"] or p.get("settings", {}).get("T") != d["settings"]["T"]:
-        return []
-    ta = (p.get("targets") or {}).get("10x_faster_than_spikingjelly_at_equal_accuracy") or {}
-    sj = ((p.get("spikingjelly") or {}).get("configs") or {}).get("best")
-    if not (ta and sj):
+def _speed_target(d):
+    """(speedup_wall, speedup_cpu, variant, met) of a bench_speed run's 10x target."""
+    a = (d.get("targets") or {}).get("10x_faster_than_spikingjelly_at_equal_accuracy") or {}
+    return a.get("speedup_wall", float("nan")), a.get("speedup_cpu_time", float("nan")), \
+        a.get("event_driven_variant", "full T"), bool(a.get("met"))
+
+
+def earlier_speed_runs(d, results_dir):
+    """The earlier runs of the same command saved beside the latest (``speed_resnet20_earlier*.json``, same images
+    and T), oldest first: [(file name, run)]."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(results_dir, "speed_resnet20_earlier*.json"))):
+        with open(path) as f:
+            p = json.load(f)
+        st = p.get("settings", {})
+        if st.get("n") == d["settings"]["n"] and st.get("T") == d["settings"]["T"] and p.get("targets") \
+                and ((p.get("spikingjelly") or {}).get("configs") or {}).get("best"):
+            out.append((os.path.basename(path), p))
+    return out
+
+
+def _earlier_speed_text(d, results_dir):
+    """One line per earlier run of the same command: its machine, the peer's time and the 10x verdict there."""
+    runs = earlier_speed_runs(d, results_dir)
+    if not runs:
         return []
     cfg = lambda r: ", ".join(f"K={k} at initial membrane {v.get('init_membrane', 0.5):g}"
                               for k, v in (r.get("event_driven_rate_scaled") or {}).items())
-    return [f"An earlier run of the same command (`benchmarks/results/speed_resnet20_previous.json`; rate-scaled rows "
-            f"{cfg(p)}, against {cfg(d)} here) measured SpikingJelly at {sj['ms_per_image']:.0f} ms per image "
-            f"(this run: {d['spikingjelly']['configs']['best']['ms_per_image']:.0f}) and gave "
-            f"{ta['speedup_wall']:.1f}x wall for {ta['event_driven_variant']} "
-            f"({'met' if ta.get('met') else 'not met'} there). The peer's own time moves by several percent "
-            f"between runs on this machine.\n"]
+    items = []
+    for name, p in runs:
+        wall, cpu, variant, met = _speed_target(p)
+        items.append(f"`{name}` ({p['environment']['cpu']}; rate-scaled rows {cfg(p)}; snncc {p['settings'].get('snn', {}).get('preset', 'best')} "
+                     f"converted with the code of that time): SpikingJelly {p['spikingjelly']['configs']['best']['ms_per_image']:.0f} ms "
+                     f"per image, unscaled event-driven {p['event_driven']['ms_per_image']:.0f} ms, {wall:.1f}x wall "
+                     f"({cpu:.1f}x CPU time) for {variant}: {'met' if met else 'not met'}")
+    return ["Earlier runs of the same command (this run: " + d["environment"]["cpu"] + ", SpikingJelly "
+            f"{d['spikingjelly']['configs']['best']['ms_per_image']:.0f} ms per image, unscaled event-driven "
+            f"{d['event_driven']['ms_per_image']:.0f} ms): " + "; ".join(items) + ". The lent 2-core machines "
+            "differ between sessions (CPU above): the peer's time moves by several percent between runs on one machine, "
+            "and on the Intel Xeon (AVX-512, which PyTorch's convolutions use) the peer is relatively faster and the "
+            "rate-scaled rows relatively slower than on the AMD EPYC: there the per-neuron, per-step floor is "
+            f"{FLOOR_MS.get('Intel(R) Xeon(R) Processor')} ms per image against {FLOOR_MS.get('AMD EPYC')} ms, and the "
+            "rate-scaled rows' time stops following their SOPs (see the rows above).\n"]
 
 
 def speed_section(path):
@@ -875,7 +915,7 @@ def speed_section(path):
         notes = _speed_notes(d)
         if notes:
             L.append(notes + "\n")
-    L += _previous_speed_run(d, os.path.join(os.path.dirname(path), "speed_resnet20_previous.json"))
+    L += _earlier_speed_text(d, os.path.dirname(path))
     return L
 
 

@@ -108,3 +108,32 @@ def test_calibration_cost_text_quotes_the_saved_runs(tmp_path):
     assert "ResNet-56, groups of 2 (28 simulations): 55 s by segments vs 301 s by whole prefixes (5.5x; spike " \
            "trains kept at most 512 MiB; biases identical) (`resnet56_bench_calibration.json`)" in txt
     assert "ResNet-20" not in txt
+
+
+def _speed_run(cpu, n, sj_ms, ev_ms, wall, met, variant="--rate-scale 8"):
+    return {"settings": {"n": n, "T": 350, "threads": 2, "peer_n": n, "snn": {"preset": "best"}},
+            "environment": {"cpu": cpu},
+            "spikingjelly": {"configs": {"best": {"ms_per_image": sj_ms}}}, "event_driven": {"ms_per_image": ev_ms},
+            "event_driven_rate_scaled": {"8": {"init_membrane": 0.375}},
+            "targets": {"10x_faster_than_spikingjelly_at_equal_accuracy": {
+                "speedup_wall": wall, "speedup_cpu_time": wall * 0.75, "event_driven_variant": variant, "met": met}}}
+
+
+def test_earlier_speed_runs_are_listed_with_their_machine(tmp_path):
+    """The speed section lists every earlier run of the same command (same images and T) with its CPU and verdict;
+    the targets row adds the last earlier one when it ran on another CPU."""
+    latest = _speed_run("Intel Xeon", 1000, 562.0, 172.0, 8.35, False, "--rate-scale 6")
+    assert paper_tables._earlier_speed_text(latest, str(tmp_path)) == []
+    (tmp_path / "speed_resnet20_earlier1.json").write_text(json.dumps(_speed_run("AMD EPYC", 1000, 452.0, 136.0, 12.43, True)))
+    (tmp_path / "speed_resnet20_earlier2.json").write_text(json.dumps(_speed_run("AMD EPYC", 200, 400.0, 130.0, 11.0, True)))
+    runs = paper_tables.earlier_speed_runs(latest, str(tmp_path))
+    assert [name for name, _ in runs] == ["speed_resnet20_earlier1.json"]          # other image count: left out
+    txt = "".join(paper_tables._earlier_speed_text(latest, str(tmp_path)))
+    assert "this run: Intel Xeon, SpikingJelly 562 ms per image, unscaled event-driven 172 ms" in txt
+    assert ("`speed_resnet20_earlier1.json` (AMD EPYC; rate-scaled rows K=8 at initial membrane 0.375; snncc best "
+            "converted with the code of that time): SpikingJelly 452 ms per image, unscaled event-driven 136 ms, 12.4x "
+            "wall (9.3x CPU time) for --rate-scale 8: met") in txt
+    (tmp_path / "speed_resnet20.json").write_text(json.dumps(latest))
+    rows = "\n".join(paper_tables.targets_section(str(tmp_path)))
+    assert "8.3x wall, 6.3x CPU time on Intel Xeon (--rate-scale 6); earlier run on AMD EPYC: 12.4x wall, met | " \
+           "**not met** |" in rows
