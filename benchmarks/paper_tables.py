@@ -852,8 +852,8 @@ def _earlier_speed_text(d, results_dir):
             f"{d['spikingjelly']['configs']['best']['ms_per_image']:.0f} ms per image, unscaled event-driven "
             f"{d['event_driven']['ms_per_image']:.0f} ms): " + "; ".join(items) + ". The lent 2-core machines "
             "differ between sessions (CPU above): the peer's time moves by several percent between runs on one machine, "
-            "and on the Intel Xeon (AVX-512, which PyTorch's convolutions use) the peer is relatively faster and the "
-            "rate-scaled rows relatively slower than on the AMD EPYC: there the per-neuron, per-step floor is "
+            "and against the AMD EPYC (Zen 4) the Intel Xeon runs the peer only a little slower and the rate-scaled "
+            "rows much slower: its per-neuron, per-step floor is "
             f"{FLOOR_MS.get('Intel(R) Xeon(R) Processor')} ms per image against {FLOOR_MS.get('AMD EPYC')} ms, and the "
             "rate-scaled rows' time stops following their SOPs (see the rows above).\n"]
 
