@@ -137,3 +137,23 @@ def test_earlier_speed_runs_are_listed_with_their_machine(tmp_path):
     rows = "\n".join(paper_tables.targets_section(str(tmp_path)))
     assert "8.3x wall, 6.3x CPU time on Intel Xeon (--rate-scale 6); earlier run on AMD EPYC: 12.4x wall, met | " \
            "**not met** |" in rows
+
+
+def test_percentile_heldout_text_pairs_the_two_conversions_per_image(tmp_path):
+    """The 99.99th-percentile paragraph needs both saved held-out runs on the same images; differences are paired."""
+    def run(zeta, ok):
+        return {"zeta": zeta, "ok": ok, "accuracy": sum(ok) / len(ok), "loss": 1.0, "loss_se": 0.5}
+    a = {"indices": [5, 9, 12, 40], "T": 350, "images": 4, "runs": [run(1.0, [1, 0, 0, 1]), run(1.0135, [1, 1, 0, 1])]}
+    b = {"indices": [5, 9, 12, 40], "T": 350, "images": 4, "runs": [run(1.0, [0, 0, 0, 1]), run(1.01, [1, 1, 1, 1])]}
+    assert paper_tables._percentile_heldout_text(str(tmp_path)) == ""
+    (tmp_path / "resnet56_paper-nocomp_zeta_heldout_1024_T350.json").write_text(json.dumps(a))
+    (tmp_path / "resnet56_paper-nocomp-p9999_zeta_heldout_1024_T350.json").write_text(json.dumps(b))
+    txt = paper_tables._percentile_heldout_text(str(tmp_path))
+    # zeta 1.01 (all 4 right) against 99.9th at zeta 1 (2 right): +50 points, per-image diffs 0,1,1,0
+    assert "zeta 1.01: loss 1.00 +- 0.50 (+50.00 +- 28.87 against 99.9th at zeta 1, +25.00 +- 25.00 against 99.9th " \
+           "at zeta 1.0135)" in txt
+    assert "best factor tried (zeta 1.01, picked on these same images, so an optimistic figure) is 1.0 standard " \
+           "errors" in txt
+    b["indices"] = [5, 9, 12, 41]
+    (tmp_path / "resnet56_paper-nocomp-p9999_zeta_heldout_1024_T350.json").write_text(json.dumps(b))
+    assert paper_tables._percentile_heldout_text(str(tmp_path)) == ""
