@@ -530,8 +530,9 @@ class Network:
         ``(N, T, ceil(size/8))`` uint8, e.g. ``keep``-ed by an earlier segment); the result is
         then exactly that of a full run for the segment's populations.  Returns ``(rates,
         trains)``: per-neuron rates of the ``record``-ed populations, and the bit-packed spike
-        trains of the ``keep``-ed ones (simulated populations of the segment) for later segments.  Bias calibration uses it so that
-        each group of layers costs its own simulation only.
+        trains of the ``keep``-ed ones (simulated populations of the segment) for later
+        segments.  Bias calibration uses it so that each group of layers costs its own
+        simulation only.
         """
         T = check_timesteps(timesteps)
         names = [p.name for p in self.pops]
