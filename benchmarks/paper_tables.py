@@ -545,17 +545,15 @@ def _percentile_heldout_text(results=os.path.join(ROOT, "benchmarks", "results")
     b = _saved(results, "resnet56_paper-nocomp-p9999_zeta_heldout_1024_T350.json")
     if a is None or b is None or a["indices"] != b["indices"] or a["T"] != b["T"]:
         return ""
+    from snncc.evaluate import paired_difference
     chosen = max(a["runs"], key=lambda r: r["zeta"])           # the factor `paper` chose (last of the row)
 
     def paired(r, q):
-        d = np.asarray(r["ok"], float) - np.asarray(q["ok"], float)
-        return f"{100 * d.mean():+.2f} +- {100 * d.std(ddof=1) / np.sqrt(d.size):.2f}"
-
-    def diff(r, q):
-        d = np.asarray(r["ok"], float) - np.asarray(q["ok"], float)
-        return d.mean() / (d.std(ddof=1) / np.sqrt(d.size))
+        m, se = paired_difference(r["ok"], q["ok"])
+        return f"{100 * m:+.2f} +- {100 * se:.2f}"
 
     best = max(b["runs"], key=lambda r: r["accuracy"])
+    m, se = paired_difference(best["ok"], chosen["ok"])
     cells = "; ".join(f"zeta {r['zeta']:g}: loss {_fmt_loss(r['loss'], r['loss_se'])} ({paired(r, a['runs'][0])} "
                       f"against 99.9th at zeta 1, {paired(r, chosen)} against 99.9th at zeta {chosen['zeta']:.7g})"
                       for r in b["runs"])
@@ -566,7 +564,7 @@ def _percentile_heldout_text(results=os.path.join(ROOT, "benchmarks", "results")
             f"positive: the 99.99th is more accurate): {cells}. Without compensation the higher lambdas (fewer "
             f"activations clipped, lower rates, a longer start-up) cost accuracy; with it the best factor tried "
             f"(zeta {best['zeta']:g}, picked on these same images, so an optimistic figure) is "
-            f"{abs(diff(best, chosen)):.1f} standard errors from the 99.9th percentile's searched one: no evidence "
+            f"{abs(m) / se:.1f} standard errors from the 99.9th percentile's searched one: no evidence "
             "for a gain, so the preset keeps the 99.9th, which is what the issue specifies.")
 
 
@@ -751,8 +749,8 @@ def _speed_notes(d):
             f"PyTorch's vectorised convolutions. Being 10x faster than it ({sj['ms_per_image']:.0f} ms) with these "
             f"SOPs means {need:.0f} GSOP/s, {need / threads:.0f} per core, "
             f"{need / threads / ev['gsops_per_thread']:.1f}x what this runtime reaches. A cycle-counter profile of "
-            "the runtime on this ResNet-20 (on the AMD EPYC) puts 86% of the time in the scatters, at 0.3-0.7 cycles (of the "
-            "2.6 GHz time-stamp counter) per SOP depending on the layer; keeping a "
+            "the runtime on this ResNet-20 (on the AMD EPYC) puts 86% of the time in the scatters, at 0.3-0.7 "
+            "cycles (of the 2.6 GHz time-stamp counter) per SOP depending on the layer; keeping a "
             "population's state in cache over blocks of 16 steps gained only ~5%, so it is the work itself: every SOP "
             "is a load-add-store of a target membrane (a scatter has no accumulators to keep in registers, as a "
             "dense convolution does), and with 16-64 channels a spike's contiguous vectors are short (48-192 floats "
@@ -822,8 +820,9 @@ def targets_section(results_dir):
         acc = (f"; accuracy {pd['mean']:+.2f} +- {pd['se']:.2f} points against it on the same "
                f"{sp['settings']['peer_n']} images" if pd.get("se") is not None else "")
         earlier = earlier_speed_runs(sp, results_dir)
-        same = [p for _, p in earlier if p["environment"]["cpu"] == sp["environment"]["cpu"]]
-        last_other = {p["environment"]["cpu"]: p for _, p in earlier if p["environment"]["cpu"] != sp["environment"]["cpu"]}
+        cpu_now = sp["environment"]["cpu"]
+        same = [p for _, p in earlier if p["environment"]["cpu"] == cpu_now]
+        last_other = {p["environment"]["cpu"]: p for _, p in earlier if p["environment"]["cpu"] != cpu_now}
         others = (f"; earlier run{'s' if len(same) > 1 else ''} on the same CPU: "
                   + ", ".join(f"{_speed_target(p)[0]:.1f}x" for p in same) if same else "") + "".join(
             f"; last run on {cpu}: {_speed_target(p)[0]:.1f}x wall, {'met' if _speed_target(p)[3] else 'not met'}"
@@ -882,15 +881,17 @@ def _earlier_speed_text(d, results_dir):
     items = []
     for name, p in runs:
         wall, cpu, variant, met = _speed_target(p)
-        items.append(f"`{name}` ({p['environment']['cpu']}; rate-scaled rows {cfg(p)}; snncc {p['settings'].get('snn', {}).get('preset', 'best')} "
-                     f"converted with the code of that time): SpikingJelly {p['spikingjelly']['configs']['best']['ms_per_image']:.0f} ms "
-                     f"per image, unscaled event-driven {p['event_driven']['ms_per_image']:.0f} ms, {wall:.1f}x wall "
-                     f"({cpu:.1f}x CPU time) for {variant}: {'met' if met else 'not met'}")
+        preset = p["settings"].get("snn", {}).get("preset", "best")
+        sj_ms = p["spikingjelly"]["configs"]["best"]["ms_per_image"]
+        items.append(f"`{name}` ({p['environment']['cpu']}; rate-scaled rows {cfg(p)}; snncc {preset} converted with "
+                     f"the code of that time): SpikingJelly {sj_ms:.0f} ms per image, unscaled event-driven "
+                     f"{p['event_driven']['ms_per_image']:.0f} ms, {wall:.1f}x wall ({cpu:.1f}x CPU time) for "
+                     f"{variant}: {'met' if met else 'not met'}")
     return ["Earlier runs of the same command (this run: " + d["environment"]["cpu"] + ", SpikingJelly "
             f"{d['spikingjelly']['configs']['best']['ms_per_image']:.0f} ms per image, unscaled event-driven "
             f"{d['event_driven']['ms_per_image']:.0f} ms): " + "; ".join(items) + ". The lent 2-core machines "
-            "differ between sessions (CPU above): the peer's time moves by several percent between runs on one machine, "
-            "and against the AMD EPYC (Zen 4) the Intel Xeon runs the peer only a little slower and the rate-scaled "
+            "differ between sessions (CPU above): the peer's time moves by several percent between runs on one "
+            "machine, and against the AMD EPYC (Zen 4) the Intel Xeon runs the peer only a little slower and the rate-scaled "
             "rows much slower: its per-neuron, per-step floor is "
             f"{FLOOR_MS.get('Intel(R) Xeon(R) Processor')} ms per image against {FLOOR_MS.get('AMD EPYC')} ms, and the "
             "rate-scaled rows' time stops following their SOPs (see the rows above).\n"]
