@@ -27,8 +27,7 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from snncc.argtypes import positive_int  # noqa: E402
+from snncc.argtypes import positive_int
 
 
 def calibrate(net, xc: np.ndarray, size: int, steps: int, segments: bool) -> tuple[float, dict, dict]:
@@ -69,7 +68,7 @@ def main(argv=None) -> int:
     import numba
 
     import snncc
-    from snncc.calibration import _trains_bytes
+    from snncc.calibration import _trains_bytes, group_layers
     from snncc.data import load_arrays, subset
     net = snncc.load(a.model)
     if net.graph.meta.get("bias_calibration"):
@@ -78,7 +77,6 @@ def main(argv=None) -> int:
         numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
     limit = ((net.graph.meta.get("provenance") or {}).get("options") or {}).get("calib_limit")
     xc = net.prepare(subset(load_arrays(a.data, "calibration data")[0], None, limit)[0])
-    layers = [p for p in net.graph.populations() if p.op == "neuron" and "bias" in p.params]
     rows = []
     same_all = True
     for size in sizes:
@@ -87,8 +85,7 @@ def main(argv=None) -> int:
         same = all(np.array_equal(seg_b[k], pre_b[k]) for k in seg_b)
         same_all &= same
         groups, images = rec["groups"], rec["images"]
-        split = [list(g) for g in np.array_split(np.array(layers, dtype=object), groups)]
-        mib = _trains_bytes(net.graph, split, images, a.calibrate_bias) / 2 ** 20
+        mib = _trains_bytes(net.graph, group_layers(net.graph, size), images, a.calibrate_bias) / 2 ** 20
         rows.append({"layers_per_group": size, "groups": groups, "segments_seconds": seg_s,
                      "prefix_seconds": pre_s, "speedup": pre_s / seg_s, "trains_peak_mib": mib,
                      "same_biases": bool(same)})

@@ -89,6 +89,25 @@ def _segments(g, groups):
         start = final_end
 
 
+def calibrate_layers(g) -> list:
+    """The populations bias calibration corrects: neuron layers with a bias, in topological order."""
+    return [p for p in g.populations() if p.op == "neuron" and "bias" in p.params]
+
+
+def group_layers(g, layers_per_group: int = LAYERS_PER_GROUP, max_sims: int | None = None) -> list[list]:
+    """The sequential calibration's groups: consecutive :func:`calibrate_layers` in groups of
+    ``layers_per_group`` (the last may be smaller; sizes balanced by ``np.array_split``), at most
+    ``max_sims`` groups when given."""
+    pops = calibrate_layers(g)
+    if int(layers_per_group) < 1:
+        raise ValueError(f"layers_per_group must be >= 1, got {layers_per_group}")
+    k = -(-len(pops) // int(layers_per_group))
+    if max_sims is not None:
+        k = min(k, int(max_sims))
+    k = max(1, min(len(pops), k))
+    return [list(grp) for grp in np.array_split(np.array(pops, dtype=object), k) if len(grp)]
+
+
 def calibrate_bias(net, x: np.ndarray, *, timesteps: int = 64, images: int = 128, rounds: int = 1,
                    damping: float = 1.0, sequential: bool = True, layers_per_group: int = LAYERS_PER_GROUP,
                    max_sims: int | None = None, log: Callable[[str], None] | None = None,
@@ -110,7 +129,7 @@ def calibrate_bias(net, x: np.ndarray, *, timesteps: int = 64, images: int = 128
     log = log or (lambda s: None)
     g = net.graph
     xs, _ = subset(x, None, images, seed=2)
-    pops = [p for p in g.populations() if p.op == "neuron" and "bias" in p.params]
+    pops = calibrate_layers(g)
     acts = run_analog(g, xs, keep=True)
     target = {p.name: np.clip(np.asarray(acts[p.name]), 0.0, 1.0).reshape(xs.shape[0], -1, p.channels).mean(axis=(0, 1))
               for p in pops}
@@ -128,13 +147,7 @@ def calibrate_bias(net, x: np.ndarray, *, timesteps: int = 64, images: int = 128
 
     history = []
     if sequential:
-        if int(layers_per_group) < 1:
-            raise ValueError(f"layers_per_group must be >= 1, got {layers_per_group}")
-        k = -(-len(pops) // int(layers_per_group))
-        if max_sims is not None:
-            k = min(k, int(max_sims))
-        k = max(1, min(len(pops), k))
-        groups = [list(grp) for grp in np.array_split(np.array(pops, dtype=object), k) if len(grp)]
+        groups = group_layers(g, layers_per_group, max_sims)
     else:
         groups = [pops]
     bar = None
