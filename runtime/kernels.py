@@ -59,6 +59,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from snncc.runtime.simd import LANES, host_has_compress, if_fire16, vadd1, vadd2, vadd4
+
 ONE = np.float32(1.0)
 ZERO = np.float32(0.0)
 
@@ -70,7 +72,7 @@ OP_NEURON, OP_OUTPUT, OP_MAXGATE, OP_SKIP, OP_REPLAY = 0, 1, 2, 3, 4
 P_OP, P_SIZE, P_C, P_V, P_I, P_S, P_I0, P_B, P_E0, P_E1, P_T = range(11)
 P_COLS = 11
 # edge kinds
-E_CONV, E_CONV_W1, E_DENSE, E_CSR, E_GATE = 0, 1, 2, 3, 4
+E_CONV, E_CONV_W1, E_DENSE, E_CSR, E_GATE, E_IDENTITY = 0, 1, 2, 3, 4, 5
 # edge table columns: kind, source population, two parameter offsets, then geometry G0..
 E_KIND, E_SRC, E_OFF0, E_OFF1 = 0, 1, 2, 3
 E_G = 4
@@ -100,6 +102,43 @@ def _first_tap(a, s, d):
     if s == 2:
         return a & 1
     return a % s
+
+
+@njit(cache=True, inline="always")
+def _add_rows(dst, d, src, o1, o2, o3, o4, n, L):
+    """``dst[d:d+L] += `` the sum of the ``n`` (1, 2 or 4) source rows ``src[o:o+L]`` at
+    ``o1..o4``, pairwise (``(s1 + s2) + (s3 + s4)``): 16-float vectors
+    (:mod:`snncc.runtime.simd`), the last ``L % 16`` floats one by one, same arithmetic."""
+    L16 = L - L % LANES
+    if n == 4:
+        for c in range(0, L16, LANES):
+            vadd4(dst, d + c, src, o1 + c, o2 + c, o3 + c, o4 + c)
+        for c in range(L16, L):
+            dst[d + c] += (src[o1 + c] + src[o2 + c]) + (src[o3 + c] + src[o4 + c])
+    elif n == 2:
+        for c in range(0, L16, LANES):
+            vadd2(dst, d + c, src, o1 + c, o2 + c)
+        for c in range(L16, L):
+            dst[d + c] += src[o1 + c] + src[o2 + c]
+    else:
+        for c in range(0, L16, LANES):
+            vadd1(dst, d + c, src, o1 + c)
+        for c in range(L16, L):
+            dst[d + c] += src[o1 + c]
+
+
+@njit(cache=True, inline="always")
+def _add_vectors(dst, d, src, o1, o2, o3, o4, n, nv):
+    """:func:`_add_rows` for a length of ``nv`` whole vectors (no scalar tail to set up)."""
+    if n == 4:
+        for c in range(0, nv * LANES, LANES):
+            vadd4(dst, d + c, src, o1 + c, o2 + c, o3 + c, o4 + c)
+    elif n == 2:
+        for c in range(0, nv * LANES, LANES):
+            vadd2(dst, d + c, src, o1 + c, o2 + c)
+    else:
+        for c in range(0, nv * LANES, LANES):
+            vadd1(dst, d + c, src, o1 + c)
 
 
 @njit(cache=True)
@@ -145,12 +184,9 @@ def _scatter_conv(sidx, k, In, W, coord, KH, KW, Cg, Cout, groups, OH, OW, sh, s
                 if ow < 0 or ow >= OW:
                     continue
                 io = (oh * OW + ow) * Cout + co0
-                dst = In[io:io + og]          # slices: the inner loop vectorises
                 for r in range(q, q1):
                     wo = ((i * KW + j) * Cg + coord[3 * sidx[r] + 2] - g * Cg) * Cout + co0
-                    src = W[wo:wo + og]
-                    for c in range(og):
-                        dst[c] += src[c]
+                    _add_rows(In, io, W, wo, 0, 0, 0, 1, og)
                 ops += og * (q1 - q)
         q = q1
     return ops
@@ -188,8 +224,10 @@ def _scatter_conv_w1(sidx, k, In, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, p
             jhi = KW - 1
         if jhi >= jlo:
             L = (jhi - jlo + 1) * Cout
+            nv = (jhi - jlo + 1) * (Cout // LANES) if Cout % LANES == 0 else 0
             ow0 = b - jhi
             wb = KW - 1 - jhi
+            st = KW * Cout
             for i in range(KH):
                 a = h + pt - i * dh
                 if a < 0:
@@ -198,28 +236,32 @@ def _scatter_conv_w1(sidx, k, In, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, p
                 if oh < 0 or oh >= OH:
                     continue
                 t0 = (oh * OW + ow0) * Cout
-                dst = In[t0:t0 + L]
                 wr = (i * Cs * KW + wb) * Cout
-                st = KW * Cout
                 r = q
-                while r + 4 <= q1:     # four weight rows summed in registers, one pass over dst
-                    s1 = Wr[wr + coord[3 * sidx[r] + 2] * st:]
-                    s2 = Wr[wr + coord[3 * sidx[r + 1] + 2] * st:]
-                    s3 = Wr[wr + coord[3 * sidx[r + 2] + 2] * st:]
-                    s4 = Wr[wr + coord[3 * sidx[r + 3] + 2] * st:]
-                    for c in range(L):
-                        dst[c] += (s1[c] + s2[c]) + (s3[c] + s4[c])
+                while r + 4 <= q1:     # four weight rows summed in registers, one pass over the block
+                    o1 = wr + coord[3 * sidx[r] + 2] * st
+                    o2 = wr + coord[3 * sidx[r + 1] + 2] * st
+                    o3 = wr + coord[3 * sidx[r + 2] + 2] * st
+                    o4 = wr + coord[3 * sidx[r + 3] + 2] * st
+                    if nv > 0:
+                        _add_vectors(In, t0, Wr, o1, o2, o3, o4, 4, nv)
+                    else:
+                        _add_rows(In, t0, Wr, o1, o2, o3, o4, 4, L)
                     r += 4
                 if r + 2 <= q1:
-                    s1 = Wr[wr + coord[3 * sidx[r] + 2] * st:]
-                    s2 = Wr[wr + coord[3 * sidx[r + 1] + 2] * st:]
-                    for c in range(L):
-                        dst[c] += s1[c] + s2[c]
+                    o1 = wr + coord[3 * sidx[r] + 2] * st
+                    o2 = wr + coord[3 * sidx[r + 1] + 2] * st
+                    if nv > 0:
+                        _add_vectors(In, t0, Wr, o1, o2, 0, 0, 2, nv)
+                    else:
+                        _add_rows(In, t0, Wr, o1, o2, 0, 0, 2, L)
                     r += 2
                 if r < q1:
-                    s1 = Wr[wr + coord[3 * sidx[r] + 2] * st:]
-                    for c in range(L):
-                        dst[c] += s1[c]
+                    o1 = wr + coord[3 * sidx[r] + 2] * st
+                    if nv > 0:
+                        _add_vectors(In, t0, Wr, o1, 0, 0, 0, 1, nv)
+                    else:
+                        _add_rows(In, t0, Wr, o1, 0, 0, 0, 1, L)
                 ops += L * (q1 - q)
         q = q1
     return ops
@@ -237,6 +279,17 @@ def _scatter_dense(sidx, k, In, W, F):
 
 
 @njit(cache=True)
+def _scatter_identity(sidx, k, In, w):
+    """One-to-one synapse (an identity shortcut): a spike of ``s`` adds ``w[s]`` to ``I[s]``
+    (``w`` the per-channel scale tiled over the positions); the CSR form without its index
+    loads."""
+    for q in range(k):
+        s = sidx[q]
+        In[s] += w[s]
+    return k
+
+
+@njit(cache=True)
 def _scatter_csr(sidx, k, In, indptr, indices, data):
     """Sparse synapse (avgpool, identity, subsample_pad): a spike of ``s`` adds
     ``data[e]`` to ``I[indices[e]]`` for ``e`` in the CSR row ``indptr[s]:indptr[s+1]``."""
@@ -251,21 +304,39 @@ def _scatter_csr(sidx, k, In, indptr, indices, data):
     return ops
 
 
-@njit(cache=True)
-def _if_update(Vn, cur, mask, idx, cn, count):
-    """IF update of one population of one image; returns the number of spikes.
+VEC_COMPRESS = host_has_compress()
 
-    The step's synaptic events were added into ``V`` directly by the scatters; here
-    ``V <- V + cur`` (``cur`` the population's constant current per neuron: ``I0 + b`` where
-    the analog input drives it, else the bias ``b`` of the neuron's channel), ``s = [V >= 1]``,
-    ``V <- V - s``; the fired indices go in increasing order to ``idx[:k]``, and
-    ``counts += s`` where ``count`` (recorded rates).  Two passes: a flat vectorised update
-    writing a spike mask (one loop over the population: with a per-channel bias and a loop per
-    position, 16- and 32-channel layers fell to LLVM's scalar remainder loop), then a
-    branch-free compaction (a fused loop is ~5x slower: the data-dependent index store blocks
-    vectorisation; skipping all-zero 8-flag words saved time only below ~2% firing per step and
-    lost more above it, through mispredicted branches).
-    """
+
+@njit(cache=True)
+def _if_update_vec(Vn, cur, mask, idx, cn, count):
+    """:func:`_if_update` by :func:`~snncc.runtime.simd.if_fire16` blocks (fused update and compaction), the
+    last ``size % 16`` neurons by the scalar equations; ``mask`` is unused."""
+    S = Vn.shape[0]
+    k = 0
+    i = 0
+    while i + LANES <= S:
+        k += if_fire16(Vn, cur, idx, i, k)
+        i += LANES
+    for j in range(i, S):
+        v = Vn[j] + cur[j]
+        f = v >= ONE
+        Vn[j] = v - np.float32(f)
+        idx[k] = j
+        k += np.int64(f)
+    if count:
+        for j in range(k):
+            cn[idx[j]] += 1
+    return k
+
+
+@njit(cache=True)
+def _if_update_scalar(Vn, cur, mask, idx, cn, count):
+    """:func:`_if_update` in two scalar passes: a flat vectorised update writing a spike mask
+    (one loop over the population: with a per-channel bias and a loop per position, 16- and
+    32-channel layers fell to LLVM's scalar remainder loop), then a branch-free compaction (a
+    fused loop is ~5x slower: the data-dependent index store blocks vectorisation; skipping
+    all-zero 8-flag words saved time only below ~2% firing per step and lost more above it,
+    through mispredicted branches)."""
     S = Vn.shape[0]
     for i in range(S):
         v = Vn[i] + cur[i]
@@ -280,6 +351,23 @@ def _if_update(Vn, cur, mask, idx, cn, count):
         for j in range(k):
             cn[idx[j]] += 1
     return k
+
+
+@njit(cache=True)
+def _if_update(Vn, cur, mask, idx, cn, count):
+    """IF update of one population of one image; returns the number of spikes.
+
+    The step's synaptic events were added into ``V`` directly by the scatters; here
+    ``V <- V + cur`` (``cur`` the population's constant current per neuron: ``I0 + b`` where
+    the analog input drives it, else the bias ``b`` of the neuron's channel), ``s = [V >= 1]``,
+    ``V <- V - s``; the fired indices go in increasing order to ``idx[:k]``, and
+    ``counts += s`` where ``count`` (recorded rates).  With AVX-512 (``VEC_COMPRESS``), 16
+    neurons per vector compare and compress store (:func:`_if_update_vec`, ~4x faster per
+    neuron at 2% firing); otherwise :func:`_if_update_scalar`.  Both give identical results.
+    """
+    if VEC_COMPRESS:
+        return _if_update_vec(Vn, cur, mask, idx, cn, count)
+    return _if_update_scalar(Vn, cur, mask, idx, cn, count)
 
 
 @njit(cache=True)
@@ -484,6 +572,8 @@ def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias, 
                                                         g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12])
                         elif kind == E_DENSE:
                             sops[n, p] += _scatter_dense(sidx, k, In, wts[o0:], g[0])
+                        elif kind == E_IDENTITY:
+                            sops[n, p] += _scatter_identity(sidx, k, In, wts[o0:])
                         elif kind == E_CSR:
                             sops[n, p] += _scatter_csr(sidx, k, In, indptr[o0:], indices, data)
                         else:   # E_GATE: the population is a max gate of source sp; o0 = its gcounts

@@ -294,6 +294,10 @@ def _add_edge(prog: _Program, src: int, syn: Synapse, src_shape, dst_shape) -> N
     elif syn.op == "dense":
         w = np.asarray(syn.params["weight"], dtype=np.float32)
         prog.edge(K.E_DENSE, src, prog.weights(w), 0, (w.shape[1],))
+    elif syn.op == "identity" and tuple(src_shape) == tuple(dst_shape):   # I[s] += scale[channel of s]
+        sc = np.asarray(syn.params["scale"], dtype=np.float32)
+        size = int(np.prod(src_shape))
+        prog.edge(K.E_IDENTITY, src, prog.weights(np.tile(sc, size // sc.size)), 0, ())
     elif syn.op in ("avgpool", "identity", "subsample_pad"):
         prog.edge(K.E_CSR, src, prog.csr(*_csr(syn, src_shape, dst_shape)), 0, ())
     else:

@@ -93,6 +93,14 @@ def test_odd_sizes_identical():
     assert sum(v.sum() > 0 for v in res.spikes.values()) >= 4
 
 
+def test_wide_channels_identical():
+    """16/20 channels: the scatters' whole-vector path (16 and 48-float rows), vectors plus a scalar
+    tail (20, 40, 60 floats), runs of 2 and 4 spikes at one position, and the strided generic conv."""
+    g, x = random_resnet(4, hw=6, c0=3, c1=16, c2=20)
+    _, res = _check_identical(g, x, 24, batch_size=4)
+    assert sum(v.sum() > 0 for v in res.spikes.values()) >= 5
+
+
 def test_varied_geometry_identical():
     """Strided conv with asymmetric pads, grouped conv, overlapping padded maxgate,
     padded avgpool, subsample_pad with offset, dense from a maxgate, init membrane."""

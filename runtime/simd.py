@@ -1,0 +1,129 @@
+"""Explicit 16-lane vector operations for the runtime's kernels (numba intrinsics, LLVM IR).
+
+LLVM's loop vectoriser handles the scatters' short runtime-length loops badly: a weight row
+of a 3x3 kernel row is ``3 * Cout`` floats (48 for 16 channels), below the vectoriser's
+``width x interleave`` (64 floats with AVX-512), so the whole row ran in the scalar
+remainder loop behind runtime alias checks.  These intrinsics emit ``<16 x float>``
+loads, adds and stores directly; LLVM legalises them for the host (one AVX-512 operation,
+two AVX2 ones, four SSE ones), so they are correct and vectorised on every x86-64 and
+elsewhere.  Every operation is the scalar code's, in the same order, bit for bit.
+
+* :func:`vadd1`, :func:`vadd2`, :func:`vadd4` -- ``dst[d:d+16] += src[o:o+16]``, or the
+  pairwise sum of two or four source rows (``(s1 + s2) + (s3 + s4)``);
+* :func:`if_fire16` -- the IF update of 16 neurons fused with the compaction of the fired
+  indices (a vector compress).
+
+The arrays must be one-dimensional and C-contiguous (typing fails otherwise); offsets
+are element offsets, not checked against the bounds -- callers keep ``off + 16 <= len``.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils, config
+from numba.extending import intrinsic
+
+LANES = 16
+
+
+def _contiguous(*arrays) -> bool:
+    return all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in arrays)
+
+
+def _ptr(context, builder, ty, value, offset, vec):
+    """Pointer to element ``offset`` of a C-contiguous 1-d array, cast to ``vec*``."""
+    data = context.make_array(ty)(context, builder, value).data
+    return builder.bitcast(builder.gep(data, [offset]), vec.as_pointer())
+
+
+def _vadd_codegen(n):
+    def codegen(context, builder, signature, args):
+        vf = ir.VectorType(ir.FloatType(), LANES)
+        src_t = signature.args[2]
+        rows = [builder.load(_ptr(context, builder, src_t, args[2], o, vf), align=4) for o in args[3:3 + n]]
+        while len(rows) > 1:                # pairwise: (s1 + s2) + (s3 + s4)
+            rows = [builder.fadd(rows[i], rows[i + 1]) for i in range(0, len(rows), 2)]
+        pd = _ptr(context, builder, signature.args[0], args[0], args[1], vf)
+        builder.store(builder.fadd(builder.load(pd, align=4), rows[0]), pd, align=4)
+        return context.get_dummy_value()
+    return codegen
+
+
+def _vadd_sig(dst, src, n):
+    if not _contiguous(dst, src) or dst.dtype != types.float32 or src.dtype != types.float32:
+        return None
+    return types.void(dst, types.int64, src, *([types.int64] * n))
+
+
+@intrinsic
+def vadd1(typingctx, dst, d, src, o1):
+    """``dst[d:d+16] += src[o1:o1+16]`` (float32)."""
+    sig = _vadd_sig(dst, src, 1)
+    return (sig, _vadd_codegen(1)) if sig is not None else None
+
+
+@intrinsic
+def vadd2(typingctx, dst, d, src, o1, o2):
+    """``dst[d:d+16] += src[o1:o1+16] + src[o2:o2+16]`` (float32)."""
+    sig = _vadd_sig(dst, src, 2)
+    return (sig, _vadd_codegen(2)) if sig is not None else None
+
+
+@intrinsic
+def vadd4(typingctx, dst, d, src, o1, o2, o3, o4):
+    """``dst[d:d+16] += (src[o1:] + src[o2:]) + (src[o3:] + src[o4:])``, 16 floats each."""
+    sig = _vadd_sig(dst, src, 4)
+    return (sig, _vadd_codegen(4)) if sig is not None else None
+
+
+def host_has_compress() -> bool:
+    """Whether the code numba generates runs AVX-512F: :func:`if_fire16`'s vector compress is
+    then one ``vpcompressd``; elsewhere LLVM expands it lane by lane, slower than the
+    branch-free scalar compaction, so the runtime keeps that one (``kernels._if_update``)."""
+    if config.CPU_FEATURES is not None:
+        return "+avx512f" in config.CPU_FEATURES
+    if config.CPU_NAME not in (None, "host"):
+        return False
+    import llvmlite.binding as llvm
+    return bool(llvm.get_host_cpu_features().get("avx512f", False))
+
+
+@intrinsic
+def if_fire16(typingctx, Vn, cur, idx, i, k):
+    """IF update of the 16 neurons ``i .. i+15``; returns how many fired.
+
+    ``v = V[i:i+16] + cur[i:i+16]``, ``s = v >= 1``, ``V[i:i+16] = v - s`` (the scalar
+    loop's float32 operations), and the fired neurons' indices ``i + lane``, compressed in
+    increasing order (``llvm.experimental.vector.compress``, in a register), stored as one
+    16-lane vector at ``idx[k:k+16]``: the entries past the fired ones are scratch that later
+    blocks overwrite, so the caller needs ``k + 16 <= len(idx)`` -- true inside a population
+    (``k <= i`` fired so far and ``i + 16 <= size``).  A masked compress *store* instead would
+    write only the fired lanes, but is several times slower on Intel and AMD cores.
+    """
+    if not _contiguous(Vn, cur, idx) or Vn.dtype != types.float32 or cur.dtype != types.float32 \
+            or idx.dtype != types.int32:
+        return None
+    sig = types.int64(Vn, cur, idx, types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        vf, vi = ir.VectorType(ir.FloatType(), LANES), ir.VectorType(i32, LANES)
+        vm = ir.VectorType(ir.IntType(1), LANES)
+        pv = _ptr(context, builder, signature.args[0], args[0], args[3], vf)
+        pc = _ptr(context, builder, signature.args[1], args[1], args[3], vf)
+        v = builder.fadd(builder.load(pv, align=4), builder.load(pc, align=4))
+        one, zero = ir.Constant(vf, [1.0] * LANES), ir.Constant(vf, [0.0] * LANES)
+        fired = builder.fcmp_ordered(">=", v, one)
+        builder.store(builder.fsub(v, builder.select(fired, one, zero)), pv, align=4)
+        base = builder.insert_element(ir.Constant(vi, ir.Undefined), builder.trunc(args[3], i32), ir.Constant(i32, 0))
+        base = builder.shuffle_vector(base, ir.Constant(vi, ir.Undefined), ir.Constant(vi, [0] * LANES))
+        ids = builder.add(base, ir.Constant(vi, list(range(LANES))))
+        compress = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vi, [vi, vm, vi]), "llvm.experimental.vector.compress.v16i32")
+        packed = builder.call(compress, [ids, fired, ir.Constant(vi, ir.Undefined)])
+        builder.store(packed, _ptr(context, builder, signature.args[2], args[2], args[4], vi), align=4)
+        wide = ir.IntType(LANES)
+        popcount = cgutils.get_or_insert_function(builder.module, ir.FunctionType(wide, [wide]), "llvm.ctpop.i16")
+        return builder.zext(builder.call(popcount, [builder.bitcast(fired, wide)]), ir.IntType(64))
+
+    return sig, codegen

@@ -1,0 +1,91 @@
+"""The explicit vector kernels (runtime/simd.py) compute the scalar code's float32 operations
+bit for bit, and the IF update's vector path equals the scalar one."""
+import numpy as np
+import pytest
+from numba import njit
+
+from snncc.runtime import kernels as K
+from snncc.runtime.simd import LANES, if_fire16, vadd1, vadd2, vadd4
+
+
+@njit
+def _vadd(dst, d, src, offs):
+    if offs.shape[0] == 1:
+        vadd1(dst, d, src, offs[0])
+    elif offs.shape[0] == 2:
+        vadd2(dst, d, src, offs[0], offs[1])
+    else:
+        vadd4(dst, d, src, offs[0], offs[1], offs[2], offs[3])
+
+
+@njit
+def _fire(V, cur, idx, i, k):
+    return if_fire16(V, cur, idx, i, k)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_vadd_matches_numpy(n):
+    rng = np.random.default_rng(n)
+    src = rng.standard_normal(200).astype(np.float32)
+    dst = rng.standard_normal(100).astype(np.float32)
+    offs = rng.integers(0, 200 - LANES, size=n)
+    d = 37                                          # unaligned on purpose
+    want = dst.copy()
+    rows = [src[o:o + LANES] for o in offs]
+    if n == 1:
+        s = rows[0]
+    elif n == 2:
+        s = rows[0] + rows[1]
+    else:
+        s = (rows[0] + rows[1]) + (rows[2] + rows[3])
+    want[d:d + LANES] += s
+    _vadd(dst, d, src, offs)
+    assert np.array_equal(dst, want)                # the rest untouched, the block bit-identical
+
+
+def test_vadd_rejects_non_contiguous():
+    from numba.core.errors import TypingError
+    dst = np.zeros(64, np.float32)
+    with pytest.raises(TypingError):
+        _vadd(dst[::2], 0, dst, np.zeros(1, np.int64))
+
+
+def test_if_fire16_matches_scalar_equations():
+    rng = np.random.default_rng(0)
+    V = rng.uniform(-0.5, 1.5, 48).astype(np.float32)
+    cur = rng.uniform(-0.2, 0.6, 48).astype(np.float32)
+    V[5] = np.float32(1.0) - cur[5]                  # lands exactly on the threshold: fires
+    idx = np.full(48, -7, np.int32)
+    want_v = V + cur
+    fired = want_v >= np.float32(1.0)
+    want_v = want_v - fired.astype(np.float32)
+    k = _fire(V, cur, idx, 16, 3)                    # neurons 16..31, written from idx[3]
+    k0 = _fire(V, cur, idx, 0, 3 + k)
+    assert k == fired[16:32].sum() and k0 == fired[:16].sum()
+    assert np.array_equal(idx[3:3 + k], np.flatnonzero(fired[16:32]) + 16)
+    assert np.array_equal(idx[3 + k:3 + k + k0], np.flatnonzero(fired[:16]))
+    assert (idx[:3] == -7).all()
+    assert np.array_equal(V[:32], want_v[:32]) and fired[5]
+
+
+@pytest.mark.parametrize("size", [1, 15, 16, 17, 100, 1027])
+def test_if_update_vector_path_equals_scalar(size):
+    rng = np.random.default_rng(size)
+    for rate in (0.0, 0.03, 0.5, 1.0):
+        V0 = rng.uniform(0, 1, size).astype(np.float32)
+        cur = (rng.uniform(0, 2 * rate, size)).astype(np.float32)
+        out = []
+        for f in (K._if_update_scalar, K._if_update_vec):
+            V = V0.copy()
+            idx = np.zeros(size, np.int32)
+            cn = np.zeros(size, np.int32)
+            ks = []
+            for _ in range(5):
+                k = f(V, cur, np.zeros(size, np.uint8), idx, cn, True)
+                ks.append((k, idx[:k].copy()))
+            out.append((V, cn, ks))
+        (Va, ca, ka), (Vb, cb, kb) = out
+        assert np.array_equal(Va, Vb) and np.array_equal(ca, cb)
+        for (k1, i1), (k2, i2) in zip(ka, kb):
+            assert k1 == k2 and np.array_equal(i1, i2)
+        assert ca.sum() == sum(k for k, _ in ka)
