@@ -127,20 +127,6 @@ def _add_rows(dst, d, src, o1, o2, o3, o4, n, L):
             dst[d + c] += src[o1 + c]
 
 
-@njit(cache=True, inline="always")
-def _add_vectors(dst, d, src, o1, o2, o3, o4, n, nv):
-    """:func:`_add_rows` for a length of ``nv`` whole vectors (no scalar tail to set up)."""
-    if n == 4:
-        for c in range(0, nv * LANES, LANES):
-            vadd4(dst, d + c, src, o1 + c, o2 + c, o3 + c, o4 + c)
-    elif n == 2:
-        for c in range(0, nv * LANES, LANES):
-            vadd2(dst, d + c, src, o1 + c, o2 + c)
-    else:
-        for c in range(0, nv * LANES, LANES):
-            vadd1(dst, d + c, src, o1 + c)
-
-
 @njit(cache=True)
 def _scatter_conv(sidx, k, In, W, coord, KH, KW, Cg, Cout, groups, OH, OW, sh, sw, pt, pl, dh, dw):
     """Event-driven convolution: ``I += conv(s)`` for the ``k`` fired neurons ``sidx[:k]``.
@@ -192,20 +178,12 @@ def _scatter_conv(sidx, k, In, W, coord, KH, KW, Cg, Cout, groups, OH, OW, sh, s
     return ops
 
 
-@njit(cache=True)
-def _scatter_conv_w1(sidx, k, In, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, pl, dh):
-    """Fast path of :func:`_scatter_conv` for ``groups == 1`` and unit stride/dilation along W.
-
-    ``Wr`` is the weight re-laid out as ``(KH, Cin, KW reversed, Cout)``.  For a spike at
-    ``(h, w, ci)`` and one kernel row ``kh`` the covered output positions
-    ``ow = w + pl - kw`` are consecutive, so the targets ``I[oh, ow_lo:ow_hi+1, :]`` form
-    one contiguous block and, with the reversed ``kw`` axis, so do the weights: one vector
-    add of ``(#kw) * Cout`` floats per kernel row.  Spikes of one position ``(h, w)``
-    (adjacent in the sorted ``sidx``) share their target blocks: up to four weight rows are
-    summed in registers and added in one pass (``I += (w1 + w2) + (w3 + w4)``), fewer loads
-    and stores of ``I`` and no store-to-load chain between them.  The SOPs are unchanged (one
-    weight addition per spike and target).
-    """
+@njit(cache=True, inline="always")
+def _w1_body(sidx, k, In, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, pl, dh):
+    """:func:`_scatter_conv_w1`'s body; inlined (numba IR) where the caller passes a literal
+    ``Cout``, whose vector loops then have constant trip counts (fully unrolled, no set-up)."""
+    nvc = Cout // LANES
+    st = KW * Cout
     ops = 0
     q = 0
     while q < k:
@@ -216,18 +194,13 @@ def _scatter_conv_w1(sidx, k, In, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, p
         while q1 < k and coord[3 * sidx[q1] + 1] == w and coord[3 * sidx[q1]] == h:
             q1 += 1
         b = w + pl
-        jlo = b - OW + 1
-        if jlo < 0:
-            jlo = 0
-        jhi = b
-        if jhi > KW - 1:
-            jhi = KW - 1
+        jlo = max(b - OW + 1, 0)
+        jhi = min(b, KW - 1)
         if jhi >= jlo:
-            L = (jhi - jlo + 1) * Cout
-            nv = (jhi - jlo + 1) * (Cout // LANES) if Cout % LANES == 0 else 0
+            nt = jhi - jlo + 1
+            L = nt * Cout
             ow0 = b - jhi
             wb = KW - 1 - jhi
-            st = KW * Cout
             for i in range(KH):
                 a = h + pt - i * dh
                 if a < 0:
@@ -243,28 +216,61 @@ def _scatter_conv_w1(sidx, k, In, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, p
                     o2 = wr + coord[3 * sidx[r + 1] + 2] * st
                     o3 = wr + coord[3 * sidx[r + 2] + 2] * st
                     o4 = wr + coord[3 * sidx[r + 3] + 2] * st
-                    if nv > 0:
-                        _add_vectors(In, t0, Wr, o1, o2, o3, o4, 4, nv)
+                    if nvc * LANES == Cout:
+                        for j in range(nt):
+                            for v in range(nvc):
+                                c = j * Cout + v * LANES
+                                vadd4(In, t0 + c, Wr, o1 + c, o2 + c, o3 + c, o4 + c)
                     else:
                         _add_rows(In, t0, Wr, o1, o2, o3, o4, 4, L)
                     r += 4
                 if r + 2 <= q1:
                     o1 = wr + coord[3 * sidx[r] + 2] * st
                     o2 = wr + coord[3 * sidx[r + 1] + 2] * st
-                    if nv > 0:
-                        _add_vectors(In, t0, Wr, o1, o2, 0, 0, 2, nv)
+                    if nvc * LANES == Cout:
+                        for j in range(nt):
+                            for v in range(nvc):
+                                c = j * Cout + v * LANES
+                                vadd2(In, t0 + c, Wr, o1 + c, o2 + c)
                     else:
                         _add_rows(In, t0, Wr, o1, o2, 0, 0, 2, L)
                     r += 2
                 if r < q1:
                     o1 = wr + coord[3 * sidx[r] + 2] * st
-                    if nv > 0:
-                        _add_vectors(In, t0, Wr, o1, 0, 0, 0, 1, nv)
+                    if nvc * LANES == Cout:
+                        for j in range(nt):
+                            for v in range(nvc):
+                                c = j * Cout + v * LANES
+                                vadd1(In, t0 + c, Wr, o1 + c)
                     else:
                         _add_rows(In, t0, Wr, o1, 0, 0, 0, 1, L)
                 ops += L * (q1 - q)
         q = q1
     return ops
+
+
+@njit(cache=True)
+def _scatter_conv_w1(sidx, k, In, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, pl, dh):
+    """Fast path of :func:`_scatter_conv` for ``groups == 1`` and unit stride/dilation along W.
+
+    ``Wr`` is the weight re-laid out as ``(KH, Cin, KW reversed, Cout)``.  For a spike at
+    ``(h, w, ci)`` and one kernel row ``kh`` the covered output positions
+    ``ow = w + pl - kw`` are consecutive, so the targets ``I[oh, ow_lo:ow_hi+1, :]`` form
+    one contiguous block and, with the reversed ``kw`` axis, so do the weights: ``#kw * Cout``
+    floats added as 16-float vectors (:mod:`snncc.runtime.simd`; a scalar tail where ``Cout`` is
+    not a multiple of 16).  Spikes of one position ``(h, w)`` (adjacent in the sorted ``sidx``)
+    share their target blocks: up to four weight rows are summed in registers and added in one
+    pass (``I += (w1 + w2) + (w3 + w4)``), fewer loads and stores of ``I`` and no store-to-load
+    chain between them.  The SOPs are unchanged (one weight addition per spike and target).
+    16, 32 and 64 output channels get their own compiled body (constant vector counts).
+    """
+    if Cout == 16:
+        return _w1_body(sidx, k, In, Wr, coord, Cs, KH, KW, 16, OH, OW, sh, pt, pl, dh)
+    if Cout == 32:
+        return _w1_body(sidx, k, In, Wr, coord, Cs, KH, KW, 32, OH, OW, sh, pt, pl, dh)
+    if Cout == 64:
+        return _w1_body(sidx, k, In, Wr, coord, Cs, KH, KW, 64, OH, OW, sh, pt, pl, dh)
+    return _w1_body(sidx, k, In, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, pl, dh)
 
 
 @njit(cache=True)
