@@ -702,15 +702,17 @@ def _init_search_text(rs):
 
 
 #: wall ms per image of the same ResNet-20 converted with --rate-scale 1000 (almost nothing fires: the per-neuron,
-#: per-step floor), T=350, 2 threads, measured apart from the bench_speed runs on each lent CPU
-FLOOR_MS = {"AMD EPYC": 13, "Intel(R) Xeon(R) Processor": 23}
+#: per-step floor), T=350, 2 threads, measured apart from the bench_speed runs on each lent CPU: with the current
+#: runtime (IF update fused with a vector compress), and with the two-pass update of the earlier runs
+FLOOR_MS = {"Intel(R) Xeon(R) Processor": 7}
+FLOOR_MS_TWO_PASS = {"AMD EPYC": 13, "Intel(R) Xeon(R) Processor": 23}
 
 
 def _floor_text(cpu):
     here = FLOOR_MS.get(cpu)
-    other = ", ".join(f"{v} ms on the {k}" for k, v in FLOOR_MS.items() if k != cpu)
-    return ((f"{here} ms per image on this machine ({other})" if here is not None else other)
-            + ", measured with K=1000, where almost nothing fires")
+    before = ", ".join(f"{v} ms on the {k}" for k, v in FLOOR_MS_TWO_PASS.items())
+    return ((f"{here:g} ms per image on this machine" if here is not None else "not measured on this machine")
+            + f", measured with K=1000, where almost nothing fires (with the earlier two-pass update: {before})")
 
 
 def _speed_notes(d):
@@ -749,16 +751,22 @@ def _speed_notes(d):
             f"PyTorch's vectorised convolutions. Being 10x faster than it ({sj['ms_per_image']:.0f} ms) with these "
             f"SOPs means {need:.0f} GSOP/s, {need / threads:.0f} per core, "
             f"{need / threads / ev['gsops_per_thread']:.1f}x what this runtime reaches. A cycle-counter profile of "
-            "the runtime on this ResNet-20 (on the AMD EPYC) puts 86% of the time in the scatters, at 0.3-0.7 "
-            "cycles (of the 2.6 GHz time-stamp counter) per SOP depending on the layer; keeping a "
+            "the runtime of earlier sessions on this ResNet-20 (on the AMD EPYC) put 86% of the time in the scatters, "
+            "at 0.3-0.7 cycles (of the 2.6 GHz time-stamp counter) per SOP depending on the layer; keeping a "
             "population's state in cache over blocks of 16 steps gained only ~5%, so it is the work itself: every SOP "
             "is a load-add-store of a target membrane (a scatter has no accumulators to keep in registers, as a "
             "dense convolution does), and with 16-64 channels a spike's contiguous vectors are short (48-192 floats "
-            "per kernel row) next to its index arithmetic. Two other kernel shapes, timed against this one on a "
-            "16-channel 3x3 layer at a 10% input rate (same SOPs), were slower: a gather that sums each output "
-            "position's inputs in registers 2.4x (its per-position loop over taps and spike lists costs more than the "
-            "stores it saves), and rows of compile-time length (48 floats) 1.6x (fully unrolled, LLVM cannot prove "
-            "that weight and membrane rows do not overlap and emits scalar code). The certified early exit rarely "
+            "per kernel row) next to its index arithmetic. A gather that sums each output position's inputs in "
+            "registers was 2.4x slower (its per-position loop over taps and spike lists costs more than the stores it "
+            "saves). Rows of compile-time length were 1.6x slower as plain loops (LLVM cannot prove that weight and "
+            "membrane rows do not overlap and emits scalar code); written as explicit 16-float vector operations "
+            "(`runtime/simd.py`) and compiled per channel count, with the IF update fused with a vector compress, "
+            "they are what this run measures (docs/runtime.md: the unscaled network about 1.5x, the rate-scaled one "
+            "about 2x faster than before them, side by side). A sampled profile (`perf`) of the `--rate-scale 8` "
+            "network on the Intel Xeon now puts about 2/5 of the time in the scatters' vector adds (waiting on target "
+            "membranes outside the L1 cache), 1/5 in the IF update (it reads and writes every membrane every step) "
+            "and most of the rest in the per-spike index arithmetic. "
+            "The certified early exit rarely "
             "fires before the last steps (mean "
             f"{(d.get('event_driven_early_exit') or {}).get('mean_steps', float('nan')):.0f} of {T}) because the "
             "classifier sees all 4096 neurons of the last layer.")
@@ -883,8 +891,8 @@ def _earlier_speed_text(d, results_dir):
         wall, cpu, variant, met = _speed_target(p)
         preset = p["settings"].get("snn", {}).get("preset", "best")
         sj_ms = p["spikingjelly"]["configs"]["best"]["ms_per_image"]
-        items.append(f"`{name}` ({p['environment']['cpu']}; rate-scaled rows {cfg(p)}; snncc {preset} converted with "
-                     f"the code of that time): SpikingJelly {sj_ms:.0f} ms per image, unscaled event-driven "
+        items.append(f"`{name}` ({p['environment']['cpu']}; rate-scaled rows {cfg(p)}; snncc {preset} converted and run "
+                     f"with the code of that time): SpikingJelly {sj_ms:.0f} ms per image, unscaled event-driven "
                      f"{p['event_driven']['ms_per_image']:.0f} ms, {wall:.1f}x wall ({cpu:.1f}x CPU time) for "
                      f"{variant}: {'met' if met else 'not met'}")
     return ["Earlier runs of the same command (this run: " + d["environment"]["cpu"] + ", SpikingJelly "
@@ -892,9 +900,11 @@ def _earlier_speed_text(d, results_dir):
             f"{d['event_driven']['ms_per_image']:.0f} ms): " + "; ".join(items) + ". The lent 2-core machines "
             "differ between sessions (CPU above): the peer's time moves by several percent between runs on one "
             "machine, and against the AMD EPYC (Zen 4) the Intel Xeon runs the peer only a little slower and the rate-scaled "
-            "rows much slower: its per-neuron, per-step floor is "
-            f"{FLOOR_MS.get('Intel(R) Xeon(R) Processor')} ms per image against {FLOOR_MS.get('AMD EPYC')} ms, and the "
-            "rate-scaled rows' time stops following their SOPs (see the rows above).\n"]
+            "rows much slower: with the runtime of those runs (two-pass IF update, loop-vectorised scatters) its "
+            "per-neuron, per-step floor was "
+            f"{FLOOR_MS_TWO_PASS.get('Intel(R) Xeon(R) Processor')} ms per image against "
+            f"{FLOOR_MS_TWO_PASS.get('AMD EPYC')} ms, and the "
+            "rate-scaled rows' time stopped following their SOPs.\n"]
 
 
 def speed_section(path):
@@ -913,7 +923,8 @@ def speed_section(path):
          f"--peer-n {st['peer_n']}{opts}` on "
          f"{env['cores']} cores ({env['cpu']}), all systems measured side by side in one run on the same "
          f"images; load average during the run {env['loadavg_start'][0]}-{env['loadavg_end'][0]}"
-         + (" (other jobs were running, so CPU ms per image is the steadier figure). " if env['loadavg_start'][0] > 1.5
+         + (" (above 1.5 at the start: other work had just run or was running, so CPU ms per image is the steadier "
+            "figure). " if env['loadavg_start'][0] > 1.5
             else " (a quiet machine). ") + "Raw numbers: "
          "`benchmarks/results/speed_resnet20.json`.\n",
          "| system | images | ms / image (wall) | CPU ms / image | GSOP/s per CPU-second | accuracy |",

@@ -131,7 +131,7 @@ def test_earlier_speed_runs_are_listed_with_their_machine(tmp_path):
     txt = "".join(paper_tables._earlier_speed_text(latest, str(tmp_path)))
     assert "this run: Intel Xeon, SpikingJelly 562 ms per image, unscaled event-driven 172 ms" in txt
     assert ("`speed_resnet20_earlier1.json` (AMD EPYC; rate-scaled rows K=8 at initial membrane 0.375; snncc best "
-            "converted with the code of that time): SpikingJelly 452 ms per image, unscaled event-driven 136 ms, 12.4x "
+            "converted and run with the code of that time): SpikingJelly 452 ms per image, unscaled event-driven 136 ms, 12.4x "
             "wall (9.3x CPU time) for --rate-scale 8: met") in txt
     (tmp_path / "speed_resnet20.json").write_text(json.dumps(latest))
     rows = "\n".join(paper_tables.targets_section(str(tmp_path)))
