@@ -359,21 +359,15 @@ def _if_update_scalar(Vn, cur, mask, idx, cn, count):
     return k
 
 
-@njit(cache=True)
-def _if_update(Vn, cur, mask, idx, cn, count):
-    """IF update of one population of one image; returns the number of spikes.
-
-    The step's synaptic events were added into ``V`` directly by the scatters; here
-    ``V <- V + cur`` (``cur`` the population's constant current per neuron: ``I0 + b`` where
-    the analog input drives it, else the bias ``b`` of the neuron's channel), ``s = [V >= 1]``,
-    ``V <- V - s``; the fired indices go in increasing order to ``idx[:k]``, and
-    ``counts += s`` where ``count`` (recorded rates).  With AVX-512 (``VEC_COMPRESS``), 16
-    neurons per vector compare and compress store (:func:`_if_update_vec`, ~4x faster per
-    neuron at 2% firing); otherwise :func:`_if_update_scalar`.  Both give identical results.
-    """
-    if VEC_COMPRESS:
-        return _if_update_vec(Vn, cur, mask, idx, cn, count)
-    return _if_update_scalar(Vn, cur, mask, idx, cn, count)
+#: IF update of one population of one image, returning the number of spikes: the scatters have
+#: added the step's events into ``V`` directly; here ``V <- V + cur`` (``cur`` the population's
+#: constant current per neuron: ``I0 + b`` where the analog input drives it, else the bias ``b`` of
+#: the neuron's channel), ``s = [V >= 1]``, ``V <- V - s``; the fired indices go in increasing order
+#: to ``idx[:k]``, and ``counts += s`` where ``count`` (recorded rates).  With AVX-512 (and LLVM >= 19:
+#: ``VEC_COMPRESS``) 16 neurons per vector compare and compress (:func:`_if_update_vec`, ~4x faster
+#: per neuron at 2% firing), otherwise :func:`_if_update_scalar`; both give identical results.  Chosen
+#: here, in Python, so that the other one is never compiled.
+_if_update = _if_update_vec if VEC_COMPRESS else _if_update_scalar
 
 
 @njit(cache=True)

@@ -76,10 +76,22 @@ def vadd4(typingctx, dst, d, src, o1, o2, o3, o4):
     return (sig, _vadd_codegen(4)) if sig is not None else None
 
 
+def _llvm_version() -> tuple:
+    import llvmlite.binding as llvm
+    return tuple(llvm.llvm_version_info)
+
+
+#: :func:`if_fire16` needs ``llvm.experimental.vector.compress`` (LLVM 19 on: llvmlite 0.45 on)
+HAS_VECTOR_COMPRESS = _llvm_version() >= (19,)
+
+
 def host_has_compress() -> bool:
-    """Whether the code numba generates runs AVX-512F: :func:`if_fire16`'s vector compress is
-    then one ``vpcompressd``; elsewhere LLVM expands it lane by lane, slower than the
-    branch-free scalar compaction, so the runtime keeps that one (``kernels._if_update``)."""
+    """Whether :func:`if_fire16` is worth using: LLVM has the vector compress and the code numba
+    generates runs AVX-512F, where it is one ``vpcompressd``; elsewhere LLVM expands it lane by
+    lane, slower than the branch-free scalar compaction, so the runtime keeps that one
+    (``kernels._if_update``)."""
+    if not HAS_VECTOR_COMPRESS:
+        return False
     if config.CPU_FEATURES is not None:
         return "+avx512f" in config.CPU_FEATURES
     if config.CPU_NAME not in (None, "host"):

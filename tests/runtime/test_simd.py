@@ -5,7 +5,9 @@ import pytest
 from numba import njit
 
 from snncc.runtime import kernels as K
-from snncc.runtime.simd import LANES, if_fire16, vadd1, vadd2, vadd4
+from snncc.runtime.simd import HAS_VECTOR_COMPRESS, LANES, if_fire16, vadd1, vadd2, vadd4
+
+needs_compress = pytest.mark.skipif(not HAS_VECTOR_COMPRESS, reason="LLVM < 19: no vector compress (scalar IF path)")
 
 
 @njit
@@ -50,6 +52,7 @@ def test_vadd_rejects_non_contiguous():
         _vadd(dst[::2], 0, dst, np.zeros(1, np.int64))
 
 
+@needs_compress
 def test_if_fire16_matches_scalar_equations():
     rng = np.random.default_rng(0)
     V = rng.uniform(-0.5, 1.5, 48).astype(np.float32)
@@ -68,6 +71,7 @@ def test_if_fire16_matches_scalar_equations():
     assert np.array_equal(V[:32], want_v[:32]) and fired[5]
 
 
+@needs_compress
 @pytest.mark.parametrize("size", [1, 15, 16, 17, 100, 1027])
 def test_if_update_vector_path_equals_scalar(size):
     rng = np.random.default_rng(size)
@@ -89,3 +93,17 @@ def test_if_update_vector_path_equals_scalar(size):
         for (k1, i1), (k2, i2) in zip(ka, kb):
             assert k1 == k2 and np.array_equal(i1, i2)
         assert ca.sum() == sum(k for k, _ in ka)
+
+
+def test_host_has_compress_follows_numba_target(monkeypatch):
+    """The vector IF path only where numba generates AVX-512F code (and LLVM has the compress)."""
+    from numba.core import config
+    from snncc.runtime import simd
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx2,+fma")
+    assert simd.host_has_compress() is False
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx2,+avx512f")
+    assert simd.host_has_compress() is HAS_VECTOR_COMPRESS
+    monkeypatch.setattr(config, "CPU_FEATURES", None)
+    monkeypatch.setattr(config, "CPU_NAME", "generic")
+    assert simd.host_has_compress() is False
+    assert K._if_update is (K._if_update_vec if K.VEC_COMPRESS else K._if_update_scalar)
