@@ -21,7 +21,9 @@ shared CIFAR-10 ResNet-20 (``<shared>/models/resnet20-12fca82f.th``):
    steps run, accuracy; and, for each ``--rate-scale K``, the same model converted with
    ``rate_scale=K`` (every firing rate / K, so K times fewer SOPs), the initial membrane
    chosen on calibration images (``init_membrane="auto"`` at ``T`` steps) and bias
-   calibration for ``T`` steps (the run length it is tuned for);
+   calibration for ``T`` steps (the run length it is tuned for); and the **floor**: the same
+   network with every weight and bias zeroed (nothing fires, on up to 200 of the images),
+   the per-neuron, per-step cost every image pays whatever its firing rates;
 4. **SpikingJelly** (the peer) -- ``spikingjelly.activation_based.ann2snn``
    (``Converter`` + ``RateCodingRecipe``) applied to the same PyTorch ResNet-20,
    calibrated on the same calibration images, run in PyTorch on the CPU for ``T``
@@ -421,6 +423,23 @@ def bench_event(net, x_nhwc: np.ndarray, y: np.ndarray, T: int, threads: int, ba
             "loadavg_before": la, "layers": layers, "pred_steps": res.predictions}
 
 
+def silent_network(net):
+    """The same network with every weight and bias zeroed: nothing fires, so its time per image is the
+    per-neuron, per-step floor (membrane updates, spike lists, output) that every image pays whatever its
+    firing rates -- the part of a rate-scaled row's time that does not shrink with its SOPs."""
+    from snncc.api import SpikingNetwork
+    g = net.graph.copy()
+    for n in g.nodes():
+        for k in list(n.params):
+            n.params[k] = np.zeros_like(n.params[k])
+    for _, _, d in g.nx.edges(data=True):
+        syn = d.get("syn")
+        if syn is not None:
+            for k in list(syn.params):
+                syn.params[k] = np.zeros_like(syn.params[k])
+    return SpikingNetwork(g)
+
+
 # ----------------------------------------------------------------------------------
 # 4. SpikingJelly
 # ----------------------------------------------------------------------------------
@@ -651,6 +670,11 @@ def main(a) -> int:
     results["event_driven"] = {k: v for k, v in ev[False].items() if k != "pred_steps"}
     results["event_driven_early_exit"] = {k: v for k, v in ev[True].items() if k not in ("pred_steps", "layers")}
     results["event_driven_early_exit"]["same_final_predictions"] = same_final
+    floor = bench_event(silent_network(net), x_cl[:min(n, 200)], y[:min(n, 200)], T, threads, a.batch, False)
+    results["event_driven_floor"] = {k: floor[k] for k in ("images", "ms_per_image", "cpu_ms_per_image",
+                                                            "sops_per_image", "spikes_per_image", "loadavg_before")}
+    log(f"event-driven floor (the same network, every weight and bias zeroed: nothing fires): "
+        f"{floor['ms_per_image']:.1f} ms/image ({floor['spikes_per_image']:.0f} spikes)")
     results["event_driven_rate_scaled"] = {}
     for k in a.rate_scale:
         if onnx_path is None:
@@ -765,6 +789,10 @@ def summarise(r: dict, T: int, threads: int) -> None:
                     f"{d['mean_steps']:.1f}", f"{d['sops_per_image'] / 1e6:.0f} M", f"{d['gsops']:.2f}",
                     f"{d['gsops_per_thread']:.2f}", f"{d['gsops_per_cpu_second']:.2f}",
                     pct(d["accuracy"]), pct(d["accuracy_peer_images"]))
+    fl = r.get("event_driven_floor")
+    if fl:
+        tab.add_row("snncc floor (weights zeroed: nothing fires)", str(fl["images"]), f"{fl['ms_per_image']:.1f}",
+                    f"{fl['cpu_ms_per_image']:.1f}", str(T), "0", "-", "-", "-", "-", "-")
     for name, d in sj.items():
         tab.add_row(f"SpikingJelly {name} (PyTorch)", str(n_peer), f"{d['ms_per_image']:.1f}",
                     f"{d['cpu_ms_per_image']:.1f}", str(T), "-", "-", "-", "-", pct(d["accuracy"]), pct(d["accuracy"]))

@@ -708,11 +708,20 @@ FLOOR_MS = {"Intel(R) Xeon(R) Processor": 7}
 FLOOR_MS_TWO_PASS = {"AMD EPYC": 13, "Intel(R) Xeon(R) Processor": 23}
 
 
-def _floor_text(cpu):
-    here = FLOOR_MS.get(cpu)
+def _floor_text(d):
+    """The per-neuron floor: measured in the run itself (``event_driven_floor``: the network with every weight
+    and bias zeroed) where the run has it, else the figure measured apart on the same CPU."""
     before = ", ".join(f"{v} ms on the {k}" for k, v in FLOOR_MS_TWO_PASS.items())
-    return ((f"{here:g} ms per image on this machine" if here is not None else "not measured on this machine")
-            + f", measured with K=1000, where almost nothing fires (with the earlier two-pass update: {before})")
+    fl = d.get("event_driven_floor")
+    if fl:
+        here = (f"{fl['ms_per_image']:.1f} ms per image in this run (the same network with every weight and bias "
+                "zeroed, so nothing fires)")
+    elif d["environment"]["cpu"] in FLOOR_MS:
+        here = (f"{FLOOR_MS[d['environment']['cpu']]:g} ms per image on this machine, measured apart with K=1000, "
+                "where almost nothing fires")
+    else:
+        here = "not measured on this machine"
+    return f"{here} (with the earlier two-pass update: {before})"
 
 
 def _speed_notes(d):
@@ -739,7 +748,7 @@ def _speed_notes(d):
                    f"on early positive inputs more often{_init_search_text(rs)}. The time falls less than the SOPs "
                    f"because every neuron "
                    f"is still updated every step (constant current, threshold, spike list), whatever its rate: "
-                   + _floor_text(d["environment"]["cpu"]) + ".")
+                   + _floor_text(d) + ".")
     if ev and de and sj and de.get("dense_ops_per_image"):
         ratio = de["dense_ops_per_image"] / ev["sops_per_image"]
         need = ev["sops_per_image"] / (sj["ms_per_image"] / 10 / 1000) / 1e9

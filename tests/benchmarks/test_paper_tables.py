@@ -160,3 +160,13 @@ def test_percentile_heldout_text_pairs_the_two_conversions_per_image(tmp_path):
     b["indices"] = [5, 9, 12, 41]
     (tmp_path / "resnet56_paper-nocomp-p9999_zeta_heldout_1024_T350.json").write_text(json.dumps(b))
     assert paper_tables._percentile_heldout_text(str(tmp_path)) == ""
+
+
+def test_floor_text_prefers_the_runs_own_floor():
+    d = {"environment": {"cpu": "Intel(R) Xeon(R) Processor"}}
+    assert paper_tables._floor_text(d).startswith(
+        f"{paper_tables.FLOOR_MS['Intel(R) Xeon(R) Processor']:g} ms per image on this machine, measured apart")
+    d["event_driven_floor"] = {"ms_per_image": 8.25}
+    assert paper_tables._floor_text(d).startswith("8.2 ms per image in this run (the same network with every weight")
+    assert paper_tables._floor_text({"environment": {"cpu": "Some CPU"}}).startswith("not measured on this machine")
+    assert "23 ms on the Intel(R) Xeon(R) Processor" in paper_tables._floor_text(d)
