@@ -952,6 +952,10 @@ def speed_section(path):
         L.append(f"| snncc event-driven, `--rate-scale {k}` ({v0}bias calibrated for {r['calibrate_bias']} steps) | "
                  f"{r['images']} | {r['ms_per_image']:.0f} | {r['cpu_ms_per_image']:.0f} | "
                  f"{r['gsops_per_cpu_second']:.2f} | {100 * r['accuracy']:.1f}% |")
+    fl = d.get("event_driven_floor")
+    if fl:
+        L.append(f"| snncc floor: the same network, every weight and bias zeroed (nothing fires) | {fl['images']} | "
+                 f"{fl['ms_per_image']:.1f} | {fl['cpu_ms_per_image']:.1f} | - | - |")
     for name, c in (d.get("spikingjelly") or {}).get("configs", {}).items():
         L.append(f"| SpikingJelly {d['spikingjelly']['version']} ({name}: {c['recipe']}) | "
                  f"{d['spikingjelly']['images']} | {c['ms_per_image']:.0f} | {c['cpu_ms_per_image']:.0f} | - | "
