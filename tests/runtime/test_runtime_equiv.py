@@ -101,6 +101,14 @@ def test_wide_channels_identical():
     assert sum(v.sum() > 0 for v in res.spikes.values()) >= 5
 
 
+def test_channels_multiple_of_16_without_own_body_identical():
+    """48 channels: the fast conv's body for a multiple of 16 other than 16/32/64 (vector count known only
+    at run time), and 48-float rows in the strided generic conv."""
+    g, x = random_resnet(5, hw=8, c0=2, c1=16, c2=48)
+    _, res = _check_identical(g, x, 20, batch_size=3)
+    assert res.spikes["d2"].sum() > 0 and res.spikes["d1"].sum() > 0
+
+
 def test_varied_geometry_identical():
     """Strided conv with asymmetric pads, grouped conv, overlapping padded maxgate,
     padded avgpool, subsample_pad with offset, dense from a maxgate, init membrane."""
