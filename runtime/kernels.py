@@ -127,6 +127,31 @@ def _add_rows(dst, d, src, o1, o2, o3, o4, n, L):
             dst[d + c] += src[o1 + c]
 
 
+@njit(cache=True, inline="always")
+def _add_taps(dst, t0, src, o1, o2, o3, o4, n, nt, Cout):
+    """``dst[t0:t0+nt*Cout] +=`` the sum of the ``n`` source rows at ``o1..o4`` (:func:`_add_rows`):
+    where ``Cout`` is a multiple of 16, ``nt`` taps of ``Cout // 16`` vectors each -- constant trip
+    counts when ``Cout`` is a literal of the inlining caller -- else whole vectors and a scalar tail."""
+    nvc = Cout // LANES
+    if nvc * LANES != Cout:
+        _add_rows(dst, t0, src, o1, o2, o3, o4, n, nt * Cout)
+    elif n == 4:
+        for j in range(nt):
+            for v in range(nvc):
+                c = j * Cout + v * LANES
+                vadd4(dst, t0 + c, src, o1 + c, o2 + c, o3 + c, o4 + c)
+    elif n == 2:
+        for j in range(nt):
+            for v in range(nvc):
+                c = j * Cout + v * LANES
+                vadd2(dst, t0 + c, src, o1 + c, o2 + c)
+    else:
+        for j in range(nt):
+            for v in range(nvc):
+                c = j * Cout + v * LANES
+                vadd1(dst, t0 + c, src, o1 + c)
+
+
 @njit(cache=True)
 def _scatter_conv(sidx, k, In, W, coord, KH, KW, Cg, Cout, groups, OH, OW, sh, sw, pt, pl, dh, dw):
     """Event-driven convolution: ``I += conv(s)`` for the ``k`` fired neurons ``sidx[:k]``.
@@ -182,7 +207,6 @@ def _scatter_conv(sidx, k, In, W, coord, KH, KW, Cg, Cout, groups, OH, OW, sh, s
 def _w1_body(sidx, k, In, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, pl, dh):
     """:func:`_scatter_conv_w1`'s body; inlined (numba IR) where the caller passes a literal
     ``Cout``, whose vector loops then have constant trip counts (fully unrolled, no set-up)."""
-    nvc = Cout // LANES
     st = KW * Cout
     ops = 0
     q = 0
@@ -212,38 +236,15 @@ def _w1_body(sidx, k, In, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, pl, dh):
                 wr = (i * Cs * KW + wb) * Cout
                 r = q
                 while r + 4 <= q1:     # four weight rows summed in registers, one pass over the block
-                    o1 = wr + coord[3 * sidx[r] + 2] * st
-                    o2 = wr + coord[3 * sidx[r + 1] + 2] * st
-                    o3 = wr + coord[3 * sidx[r + 2] + 2] * st
-                    o4 = wr + coord[3 * sidx[r + 3] + 2] * st
-                    if nvc * LANES == Cout:
-                        for j in range(nt):
-                            for v in range(nvc):
-                                c = j * Cout + v * LANES
-                                vadd4(In, t0 + c, Wr, o1 + c, o2 + c, o3 + c, o4 + c)
-                    else:
-                        _add_rows(In, t0, Wr, o1, o2, o3, o4, 4, L)
+                    _add_taps(In, t0, Wr, wr + coord[3 * sidx[r] + 2] * st, wr + coord[3 * sidx[r + 1] + 2] * st,
+                              wr + coord[3 * sidx[r + 2] + 2] * st, wr + coord[3 * sidx[r + 3] + 2] * st, 4, nt, Cout)
                     r += 4
                 if r + 2 <= q1:
-                    o1 = wr + coord[3 * sidx[r] + 2] * st
-                    o2 = wr + coord[3 * sidx[r + 1] + 2] * st
-                    if nvc * LANES == Cout:
-                        for j in range(nt):
-                            for v in range(nvc):
-                                c = j * Cout + v * LANES
-                                vadd2(In, t0 + c, Wr, o1 + c, o2 + c)
-                    else:
-                        _add_rows(In, t0, Wr, o1, o2, 0, 0, 2, L)
+                    _add_taps(In, t0, Wr, wr + coord[3 * sidx[r] + 2] * st, wr + coord[3 * sidx[r + 1] + 2] * st,
+                              0, 0, 2, nt, Cout)
                     r += 2
                 if r < q1:
-                    o1 = wr + coord[3 * sidx[r] + 2] * st
-                    if nvc * LANES == Cout:
-                        for j in range(nt):
-                            for v in range(nvc):
-                                c = j * Cout + v * LANES
-                                vadd1(In, t0 + c, Wr, o1 + c)
-                    else:
-                        _add_rows(In, t0, Wr, o1, 0, 0, 0, 1, L)
+                    _add_taps(In, t0, Wr, wr + coord[3 * sidx[r] + 2] * st, 0, 0, 0, 1, nt, Cout)
                 ops += L * (q1 - q)
         q = q1
     return ops
