@@ -129,27 +129,16 @@ def _add_rows(dst, d, src, o1, o2, o3, o4, n, L):
 
 @njit(cache=True, inline="always")
 def _add_taps(dst, t0, src, o1, o2, o3, o4, n, nt, Cout):
-    """``dst[t0:t0+nt*Cout] +=`` the sum of the ``n`` source rows at ``o1..o4`` (:func:`_add_rows`):
-    where ``Cout`` is a multiple of 16, ``nt`` taps of ``Cout // 16`` vectors each -- constant trip
-    counts when ``Cout`` is a literal of the inlining caller -- else whole vectors and a scalar tail."""
-    nvc = Cout // LANES
-    if nvc * LANES != Cout:
+    """``dst[t0:t0+nt*Cout] +=`` the sum of the ``n`` source rows at ``o1..o4`` by :func:`_add_rows`:
+    where ``Cout`` is a multiple of 16, tap by tap, ``Cout`` floats each -- constant trip counts (no
+    loop set-up) when ``Cout`` is a literal of the inlining caller; else the ``nt * Cout`` floats at
+    once (one scalar tail, not one per tap: ~1.3x faster with 20 channels)."""
+    if Cout % LANES != 0:
         _add_rows(dst, t0, src, o1, o2, o3, o4, n, nt * Cout)
-    elif n == 4:
-        for j in range(nt):
-            for v in range(nvc):
-                c = j * Cout + v * LANES
-                vadd4(dst, t0 + c, src, o1 + c, o2 + c, o3 + c, o4 + c)
-    elif n == 2:
-        for j in range(nt):
-            for v in range(nvc):
-                c = j * Cout + v * LANES
-                vadd2(dst, t0 + c, src, o1 + c, o2 + c)
-    else:
-        for j in range(nt):
-            for v in range(nvc):
-                c = j * Cout + v * LANES
-                vadd1(dst, t0 + c, src, o1 + c)
+        return
+    for j in range(nt):
+        c = j * Cout
+        _add_rows(dst, t0 + c, src, o1 + c, o2 + c, o3 + c, o4 + c, n, Cout)
 
 
 @njit(cache=True)
