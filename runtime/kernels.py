@@ -239,6 +239,37 @@ def _w1_body(sidx, k, In, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, pl, dh):
     return ops
 
 
+@njit(cache=True, inline="always")
+def _w1_single(sidx, k, In, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, pl, dh):
+    """:func:`_w1_body` spike by spike: no search for runs of spikes at one position, no
+    dispatch on their length (both branch on the data: with 16 channels a position holds
+    ~1-2 spikes, and the mispredictions cost more than the loads of the target block that
+    summing a run's rows saves)."""
+    st = KW * Cout
+    ops = 0
+    for q in range(k):
+        s = sidx[q]
+        h = coord[3 * s]
+        b = coord[3 * s + 1] + pl
+        jlo = max(b - OW + 1, 0)
+        jhi = min(b, KW - 1)
+        if jhi < jlo:
+            continue
+        nt = jhi - jlo + 1
+        t1 = (b - jhi) * Cout
+        wr0 = (KW - 1 - jhi) * Cout + coord[3 * s + 2] * st
+        for i in range(KH):
+            a = h + pt - i * dh
+            if a < 0:
+                break
+            oh = _tap(a, sh)
+            if oh < 0 or oh >= OH:
+                continue
+            _add_taps(In, oh * OW * Cout + t1, Wr, i * Cs * st + wr0, 0, 0, 0, 1, nt, Cout)
+            ops += nt * Cout
+    return ops
+
+
 @njit(cache=True)
 def _scatter_conv_w1(sidx, k, In, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, pl, dh):
     """Fast path of :func:`_scatter_conv` for ``groups == 1`` and unit stride/dilation along W.
@@ -252,10 +283,11 @@ def _scatter_conv_w1(sidx, k, In, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, p
     share their target blocks: up to four weight rows are summed in registers and added in one
     pass (``I += (w1 + w2) + (w3 + w4)``), fewer loads and stores of ``I`` and no store-to-load
     chain between them.  The SOPs are unchanged (one weight addition per spike and target).
-    16, 32 and 64 output channels get their own compiled body (constant vector counts).
+    16, 32 and 64 output channels get their own compiled body (constant vector counts); with 16
+    it is :func:`_w1_single`, spike by spike (short runs: branching on them costs more than it saves).
     """
     if Cout == 16:
-        return _w1_body(sidx, k, In, Wr, coord, Cs, KH, KW, 16, OH, OW, sh, pt, pl, dh)
+        return _w1_single(sidx, k, In, Wr, coord, Cs, KH, KW, 16, OH, OW, sh, pt, pl, dh)
     if Cout == 32:
         return _w1_body(sidx, k, In, Wr, coord, Cs, KH, KW, 32, OH, OW, sh, pt, pl, dh)
     if Cout == 64:

@@ -216,26 +216,29 @@ def test_early_exit_random_nets_save_steps():
     assert saved > 0
 
 
-@pytest.mark.parametrize("stride,pads,dilation,groups", [
-    ((2, 1), (1, 0, 0, 2), (1, 1), 1),     # fast path with stride along H only, asymmetric pads
-    ((1, 1), (2, 2, 2, 2), (2, 2), 1),     # dilation -> general path
-    ((1, 2), (0, 1, 1, 0), (1, 1), 2),     # stride along W, grouped
+@pytest.mark.parametrize("stride,pads,dilation,groups,cout", [
+    ((2, 1), (1, 0, 0, 2), (1, 1), 1, 6),     # fast path with stride along H only, asymmetric pads
+    ((2, 1), (1, 0, 0, 2), (1, 1), 1, 16),    # the same into 16 channels (the spike-by-spike body)
+    ((1, 1), (2, 1, 2, 1), (2, 1), 1, 16),    # fast path with dilation along H only
+    ((1, 1), (2, 2, 2, 2), (2, 2), 1, 6),     # dilation -> general path
+    ((1, 2), (0, 1, 1, 0), (1, 1), 2, 6),     # stride along W, grouped
 ])
-def test_conv_geometries_identical(stride, pads, dilation, groups):
+def test_conv_geometries_identical(stride, pads, dilation, groups, cout):
     rng = np.random.default_rng(11)
     b = B((6, 7, 2))
     b.neuron("a", (6, 7, 4), dyadic(rng, 4, 0, 3))
     b.conv("in", "a", dyadic(rng, (1, 1, 2, 4), 0, 6))
     oh, ow = conv_out_hw(6, 7, (3, 3), stride, pads, dilation)
-    b.neuron("c", (oh, ow, 6), dyadic(rng, 6, 0, 2))
+    b.neuron("c", (oh, ow, cout), dyadic(rng, cout, 0, 2))
     b.g.add_edge("a", "c", EdgeKind.SYNAPSE, syn=Synapse(
         "conv", {"stride": stride, "pads": pads, "dilation": dilation, "groups": groups},
-        {"weight": dyadic(rng, (3, 3, 4 // groups, 6), -3, 5)}))
+        {"weight": dyadic(rng, (3, 3, 4 // groups, cout), -3, 5)}))
     b.output("out", 3)
-    b.dense("c", "out", dyadic(rng, (oh * ow * 6, 3)))
+    b.dense("c", "out", dyadic(rng, (oh * ow * cout, 3)))
     g = b.done()
     x = dyadic(rng, (3, 6, 7, 2), 0, 9)
-    _check_identical(g, x, 12)
+    _, res = _check_identical(g, x, 12)
+    assert res.spikes["c"].sum() > 0
 
 
 def test_early_exit_pairwise_bound():
