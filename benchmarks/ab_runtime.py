@@ -93,10 +93,7 @@ def summarise(rounds: list[dict], models: list[str]) -> dict:
 def _launch(pkg: str, core: int | None, a, out_path: str) -> subprocess.Popen:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", pkg, "--worker-out", out_path,
            "--data", a.data, "--n", str(a.n), "-T", str(a.timesteps), "--reps", str(a.reps), *a.models]
-    pin = None
-    if core is not None:
-        def pin():
-            os.sched_setaffinity(0, {core})
+    pin = None if core is None else (lambda: os.sched_setaffinity(0, {core}))
     env = dict(os.environ, NUMBA_NUM_THREADS="1")
     return subprocess.Popen(cmd, preexec_fn=pin, env=env)
 
