@@ -33,10 +33,8 @@ REPO = os.path.dirname(HERE)
 def export_package(rev: str | None, dest: str) -> str:
     """Copy the importable package of revision ``rev`` (None: the working tree) into ``dest``;
     returns the directory to put on ``sys.path``."""
-    src = dest + "-src"
-    if rev is None:
-        src = REPO
-    else:
+    src = REPO if rev is None else dest + "-src"
+    if rev is not None:
         os.makedirs(src)
         archive = subprocess.run(["git", "-C", REPO, "archive", rev, "snncc", "passes", "runtime"],
                                  check=True, capture_output=True).stdout
@@ -52,8 +50,6 @@ def worker(pkg: str, models: list[str], data: str, n: int, T: int, reps: int) ->
     """Run in a child process: import snncc from ``pkg`` only, time each model single-threaded."""
     sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
     sys.path.insert(0, pkg)
-    for name in [m for m in sys.modules if m == "snncc" or m.startswith("snncc.")]:
-        del sys.modules[name]
     import snncc
     from snncc.data import load_arrays, subset
     if not os.path.abspath(snncc.__file__).startswith(os.path.abspath(pkg)):
