@@ -7,7 +7,7 @@ On a shared (virtual) 2-core machine one version timed after the other is not a 
 same run moves by 10-40% within minutes, as neighbours load the host.  Here both versions run *at
 the same time*, each single-threaded and pinned to its own core, so both see the same conditions;
 the cores are swapped every round (a slow core counts against each version equally), and the
-report is the per-round ratio new/base with its geometric mean.  ``base`` is a git revision
+report is the per-round ratio new/base with its geometric mean and median.  ``base`` is a git revision
 (exported with ``git archive``), ``new`` the working tree (or another revision with ``--new``);
 each is imported from its own copy of the package (``snncc/``, ``passes/`` as ``snncc.passes``,
 ``runtime/`` as ``snncc.runtime``) with its own numba cache, and compiled before it is timed.
@@ -21,6 +21,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,11 +77,13 @@ def geomean(values) -> float:
 
 
 def summarise(rounds: list[dict], models: list[str]) -> dict:
-    """Per model: the per-round ratios new/base, their geometric mean, min and max."""
+    """Per model: the per-round ratios new/base, their geometric mean, median (robust to a round that a
+    neighbour on the host slowed down), min and max."""
     res = {}
     for m in models:
         ratios = [r["new"][m]["ms_per_image"] / r["base"][m]["ms_per_image"] for r in rounds]
-        res[m] = {"ratios": ratios, "geomean": geomean(ratios), "min": min(ratios), "max": max(ratios),
+        res[m] = {"ratios": ratios, "geomean": geomean(ratios), "median": statistics.median(ratios),
+                  "min": min(ratios), "max": max(ratios),
                   "base_ms": [r["base"][m]["ms_per_image"] for r in rounds],
                   "new_ms": [r["new"][m]["ms_per_image"] for r in rounds]}
     return res
@@ -149,7 +152,8 @@ def main(argv=None) -> int:
     print(f"new ({a.new or 'working tree'}) / base ({a.base}), {a.n} images x T={a.timesteps}, one core each at "
           f"the same time{'' if pinned else ' (NOT pinned to cores)'}, {a.rounds} rounds:")
     for m, s in summ.items():
-        print(f"  {os.path.basename(m)}: time ratio {s['geomean']:.3f} (geometric mean; rounds {s['min']:.3f}-{s['max']:.3f})")
+        print(f"  {os.path.basename(m)}: time ratio {s['geomean']:.3f} (geometric mean; median {s['median']:.3f}, "
+              f"rounds {s['min']:.3f}-{s['max']:.3f})")
     for m in a.models:
         sb, sn = rounds[0]["base"][m]["sops_per_image"], rounds[0]["new"][m]["sops_per_image"]
         if sb != sn:

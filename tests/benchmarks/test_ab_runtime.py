@@ -38,6 +38,7 @@ def test_summary_ratios_and_geometric_mean():
     s = ab_runtime.summarise(rounds, ["m"])["m"]
     assert s["ratios"] == [0.8, 1.25]
     assert s["geomean"] == pytest.approx(1.0) and s["min"] == 0.8 and s["max"] == 1.25
+    assert s["median"] == pytest.approx(1.025)
     assert ab_runtime.geomean([2.0, 8.0]) == pytest.approx(4.0)
     assert math.isclose(ab_runtime.geomean([0.9]), 0.9)
 
