@@ -71,9 +71,7 @@ def worker(pkg: str, models: list[str], data: str, n: int, T: int, reps: int) ->
     return out
 
 
-def geomean(values) -> float:
-    v = [float(x) for x in values]
-    return math.exp(sum(math.log(x) for x in v) / len(v))
+geomean = statistics.geometric_mean
 
 
 def summarise(rounds: list[dict], models: list[str]) -> dict:

@@ -162,6 +162,14 @@ def _up(n: int) -> int:
     return -(-n // ALIGN) * ALIGN
 
 
+def _pad(parts: list, n: int) -> int:
+    """Append zeros to the float32 blocks ``parts`` (``n`` floats so far) up to a multiple of
+    :data:`ALIGN`; returns the new length."""
+    if n % ALIGN:
+        parts.append(np.zeros(_up(n) - n, np.float32))
+    return _up(n)
+
+
 def aligned(shape, dtype, fill=0) -> np.ndarray:
     """A C-contiguous array whose data starts on a 64-byte boundary, set to ``fill`` (a scalar, or an
     array of that shape to copy)."""
@@ -248,14 +256,10 @@ class _Program:
 
     def pad_v(self) -> None:
         """Round ``NV`` (the membranes per image, and ``cb`` with them) up to a multiple of ``ALIGN``."""
-        if self.NV % ALIGN:
-            self.cb.append(np.zeros(_up(self.NV) - self.NV, np.float32))
-            self.NV = _up(self.NV)
+        self.NV = _pad(self.cb, self.NV)
 
     def weights(self, w: np.ndarray) -> int:
-        if self._nw % ALIGN:                # each block starts on a 64-byte boundary
-            self._w.append(np.zeros(_up(self._nw) - self._nw, np.float32))
-            self._nw = _up(self._nw)
+        self._nw = _pad(self._w, self._nw)  # each block starts on a 64-byte boundary
         off = self._nw
         self._w.append(np.ascontiguousarray(w, dtype=np.float32).reshape(-1))
         self._nw += self._w[-1].size
