@@ -20,6 +20,31 @@ def conv_out_hw(h: int, w: int, k: tuple[int, int], stride: tuple[int, int],
     return oh, ow
 
 
+def ints(v) -> tuple[int, ...]:
+    """An attribute tuple as plain ints."""
+    return tuple(int(i) for i in v)
+
+
+def conv_geometry(attrs: dict) -> tuple:
+    """``(stride, pads, dilation, groups)`` of a conv's attributes, ONNX defaults filled in."""
+    return (ints(attrs.get("stride", (1, 1))), ints(attrs.get("pads", (0, 0, 0, 0))),
+            ints(attrs.get("dilation", (1, 1))), int(attrs.get("groups", 1)))
+
+
+def conv_shape(w: np.ndarray, attrs: dict, s, what: str = "conv") -> tuple[int, int, int]:
+    """Output shape ``(OH, OW, Cout)`` of a conv with weight ``(KH, KW, Cin/groups, Cout)`` on input ``s``."""
+    stride, pads, dilation, groups = conv_geometry(attrs)
+    if len(s) != 3 or s[2] != w.shape[2] * groups:
+        raise ValueError(f"{what} expects (H, W, {w.shape[2] * groups}) input, got {s}")
+    oh, ow = conv_out_hw(s[0], s[1], w.shape[:2], stride, pads, dilation)
+    return (oh, ow, w.shape[3])
+
+
+def conv2d_attrs(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, attrs: dict) -> np.ndarray:
+    """:func:`conv2d` with the geometry read from a conv's attributes."""
+    return conv2d(x, w, b, *conv_geometry(attrs))
+
+
 def pad_hw(x: np.ndarray, pads, value: float = 0.0) -> np.ndarray:
     t, l, b, r = (int(p) for p in pads)
     if not (t or l or b or r):

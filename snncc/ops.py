@@ -29,8 +29,7 @@ def register(name: str, infer_shape: Callable, forward: Callable) -> None:
     OPS[name] = OpDef(infer_shape, forward)
 
 
-def _t2(v):
-    return tuple(int(i) for i in v)
+_t2 = nn.ints
 
 
 def _one(in_shapes, node=None):
@@ -80,20 +79,11 @@ register("maxgate", _pool_shape, _maxpool)
 
 
 def _conv_shape(n, s):
-    s = _one(s, n)
-    w = n.params["weight"]
-    g = int(n.attrs.get("groups", 1))
-    if len(s) != 3 or s[2] != w.shape[2] * g:
-        raise ValueError(f"conv expects (H, W, {w.shape[2] * g}), got {s}")
-    oh, ow = nn.conv_out_hw(s[0], s[1], w.shape[:2], _t2(n.attrs.get("stride", (1, 1))),
-                            _t2(n.attrs.get("pads", (0, 0, 0, 0))), _t2(n.attrs.get("dilation", (1, 1))))
-    return (oh, ow, w.shape[3])
+    return nn.conv_shape(n.params["weight"], n.attrs, _one(s, n))
 
 
 def _conv(n, xs):
-    return nn.conv2d(xs[0], n.params["weight"], n.params.get("bias"), _t2(n.attrs.get("stride", (1, 1))),
-                     _t2(n.attrs.get("pads", (0, 0, 0, 0))), _t2(n.attrs.get("dilation", (1, 1))),
-                     int(n.attrs.get("groups", 1)))
+    return nn.conv2d_attrs(xs[0], n.params["weight"], n.params.get("bias"), n.attrs)
 
 
 register("conv", _conv_shape, _conv)

@@ -37,25 +37,16 @@ def register(name: str, **fns) -> None:
     SYNAPSES[name] = SynapseDef(**fns)
 
 
-def _t2(v):
-    return tuple(int(i) for i in v)
+_t2 = nn.ints
 
 
 # -- conv --------------------------------------------------------------------
 def _conv_shape(syn: Synapse, s):
-    w = syn.params["weight"]
-    g = int(syn.attrs.get("groups", 1))
-    if len(s) != 3 or s[2] != w.shape[2] * g:
-        raise ValueError(f"conv synapse expects (H, W, {w.shape[2] * g}) input, got {s}")
-    oh, ow = nn.conv_out_hw(s[0], s[1], w.shape[:2], _t2(syn.attrs.get("stride", (1, 1))),
-                            _t2(syn.attrs.get("pads", (0, 0, 0, 0))), _t2(syn.attrs.get("dilation", (1, 1))))
-    return (oh, ow, w.shape[3])
+    return nn.conv_shape(syn.params["weight"], syn.attrs, s, "conv synapse")
 
 
 def _conv_fwd(syn: Synapse, x):
-    return nn.conv2d(x, syn.params["weight"], None, _t2(syn.attrs.get("stride", (1, 1))),
-                     _t2(syn.attrs.get("pads", (0, 0, 0, 0))), _t2(syn.attrs.get("dilation", (1, 1))),
-                     int(syn.attrs.get("groups", 1)))
+    return nn.conv2d_attrs(x, syn.params["weight"], None, syn.attrs)
 
 
 def _conv_rescale(syn: Synapse, a_in, b_out, src_shape):
