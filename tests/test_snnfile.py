@@ -42,6 +42,47 @@ def test_roundtrip_exact(tmp_path):
         assert all(n == "manifest.json" or n.endswith(".npy") for n in z.namelist())
 
 
+def test_arrays_stored_uncompressed_manifest_deflated(tmp_path):
+    p = str(tmp_path / "m.snn")
+    snnfile.save(small_graph(), p)
+    with zipfile.ZipFile(p) as z:
+        kinds = {i.filename: i.compress_type for i in z.infolist()}
+    assert kinds.pop("manifest.json") == zipfile.ZIP_DEFLATED
+    assert kinds and set(kinds.values()) == {zipfile.ZIP_STORED}
+
+
+def test_deflated_arrays_still_load(tmp_path):
+    """Files written before the arrays were stored uncompressed (all members deflated) load unchanged."""
+    from snncc.analog import run_analog
+    g = small_graph()
+    p = tmp_path / "m.snn"
+    snnfile.save(g, str(p))
+    with zipfile.ZipFile(p) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    with zipfile.ZipFile(p, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for n, v in members.items():
+            z.writestr(n, v)
+    x = np.random.default_rng(2).random((2, 4, 4, 3))
+    assert np.array_equal(run_analog(g, x), run_analog(snnfile.load(str(p)), x))
+
+
+def test_bit_flip_in_a_stored_array_fails_its_crc(tmp_path):
+    """A flipped bit inside an array's bytes (CRC-32 left as written): named as a checksum error."""
+    p = tmp_path / "m.snn"
+    snnfile.save(small_graph(), str(p))
+    with zipfile.ZipFile(p) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith(".npy") and i.file_size > 400)
+    raw = bytearray(p.read_bytes())
+    off = info.header_offset                   # local file header: 30 bytes, then name and extra field
+    data = off + 30 + int.from_bytes(raw[off + 26:off + 28], "little") + int.from_bytes(raw[off + 28:off + 30], "little")
+    assert raw[data:data + 6] == b"\x93NUMPY"
+    raw[data + info.file_size - 1] ^= 0x01
+    p.write_bytes(bytes(raw))
+    with pytest.raises(SnnFileError) as e:
+        snnfile.load(str(p))
+    assert f"checksum error in {info.filename}" in str(e.value) and "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "version", "flip", "missing"])
 def test_corrupt_files_rejected(tmp_path, damage):
     p = tmp_path / "m.snn"
