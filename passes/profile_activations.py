@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from snncc.analog import run_batched
+from snncc.data import fit_batch
 from snncc.errors import DataError, ModelError
 from snncc.ir import Graph
 
@@ -238,7 +239,8 @@ def run(graph: Graph, ctx) -> Graph:
     chw = {q.name: TopK(q.channels, n_img * int(np.prod(q.shape[:-1])), p, pos)
            for q in pops if ctx.channel_wise and q.op != "output"}
     mx = {q.name: -np.inf for q in pops}
-    bs = max(1, int(ctx.batch_size or 64))
+    # per image: onnxruntime's float32 outputs, their float64 channels-last copies, the top-k merge buffers
+    bs = fit_batch(max(1, int(ctx.batch_size or 64)), 24 * sum(int(np.prod(q.shape)) for q in pops))
     from tqdm import tqdm
     # batches of a seeded random order: the percentiles do not depend on the order, but calibration files
     # are often sorted by class, and in random order each running top k settles within a few batches,

@@ -21,7 +21,7 @@ import numpy as np
 
 from snncc import nn, synapses
 from snncc.analog import preprocess
-from snncc.data import check_images, check_labels
+from snncc.data import check_images, check_labels, fit_batch
 from snncc.errors import DataError
 from snncc.ir import EdgeKind, Graph, IRError, Synapse
 from snncc.runtime import kernels as K
@@ -494,6 +494,15 @@ class Network:
             pair = lo[:, None] - hi[None, :]
         self._lo, self._hi, self._abs, self._pair = lo, hi, ab, np.ascontiguousarray(pair)
 
+    def image_bytes(self, trains: int = 0) -> int:
+        """Working memory of one image in a batch, in bytes: membranes, spike lists and counts,
+        constant currents (and their float64 source), the block's spike-list scratch, and
+        ``trains`` bytes of recorded/replayed spike trains.  :func:`snncc.data.fit_batch` keeps
+        ``batch x this`` within ``snncc.data.BATCH_BYTES``."""
+        pr = self._prog
+        scratch = 4 * pr.NS * max(1, min(int(self.block), _SCRATCH_BYTES // (4 * max(pr.NS, 1))))
+        return 4 * pr.NV + 12 * pr.NS + 4 * pr.NG + 16 * pr.N0 + 4 * pr.NI + scratch + int(trains)
+
     # -- running ---------------------------------------------------------------------
     def run(self, x: np.ndarray, timesteps: int, *, labels: np.ndarray | None = None,
             early_exit: bool = False, threads: int | None = None, batch_size: int = 64,
@@ -536,7 +545,7 @@ class Network:
             if r not in known:
                 raise DataError(f"cannot record unknown or unsimulated population {r!r}",
                                 f"choose among {', '.join(sorted(known))}")
-        batch_size = _positive("batch_size", batch_size)
+        batch_size = fit_batch(_positive("batch_size", batch_size), self.image_bytes())
         threads = None if threads is None or (_integral(threads) and threads == 0) else _positive("threads", threads)
         if callback is not None and not callable(callback):
             raise DataError(f"callback must be callable, got {type(callback).__name__}",
@@ -609,7 +618,9 @@ class Network:
                                 "images made (snncc.runtime.network.pack_trains)")
         rates: dict[str, list] = {r: [] for r in record}
         trains: dict[str, list] = {k: [] for k in keep}
-        for b0 in range(0, n, _positive("batch_size", batch_size)):
+        train_bytes = T * sum(packed_size(size[k]) for k in set(keep) | set(replay) if k in size)
+        batch_size = fit_batch(_positive("batch_size", batch_size), self.image_bytes(train_bytes))
+        for b0 in range(0, n, batch_size):
             sl = slice(b0, min(n, b0 + batch_size))
             rep = {k: np.asarray(v[sl], dtype=np.uint8) for k, v in replay.items()
                    if k in names[:a]}

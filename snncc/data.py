@@ -114,6 +114,18 @@ def check_finite(x: np.ndarray, what: str = "data") -> None:
                         "affected)", "remove or repair those images")
 
 
+#: a batch's working memory is kept at most about this large (bytes): big networks get smaller batches
+BATCH_BYTES = 2 << 30
+
+
+def fit_batch(requested: int, bytes_per_image: float, budget: int | None = None) -> int:
+    """Images per batch: ``requested``, or fewer so that ``bytes_per_image`` times it stays within
+    ``budget`` (default :data:`BATCH_BYTES`); at least 1.  Results never depend on the batch size
+    (images are simulated / profiled independently), only peak memory does."""
+    budget = BATCH_BYTES if budget is None else budget
+    return max(1, min(int(requested), int(budget // max(float(bytes_per_image), 1.0))))
+
+
 def subset_indices(n: int, limit: int | None, seed: int = SEED) -> np.ndarray:
     """The sorted indices :func:`subset` takes from ``n`` images (all of them when ``limit`` is None or >= n)."""
     if limit is None or limit >= n:

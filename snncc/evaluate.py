@@ -86,14 +86,16 @@ def ann_predictions(onnx_path: str, graph, x_cl: np.ndarray, batch: int = 256) -
 
 
 def layer_agreement(net, x_cl: np.ndarray, timesteps: int, images: int = 32) -> dict[str, tuple[float, float]]:
-    """Per spiking population, on the first ``images`` images: (Pearson correlation between the normalised
+    """Per spiking population, on the first ``images`` images (fewer where their activations and rates
+    would exceed ``snncc.data.BATCH_BYTES``): (Pearson correlation between the normalised
     ANN activation and the SNN rate, mean rate gap ``rate - clip(activation, 0, 1)``).  The gap is the
     error Eq. 9-11 accumulate layer by layer (negative: the layer fires too little); unlike the residual
     charge ``E`` it is not swamped by silent neurons, whose rate 0 is exactly their ReLU output."""
     from snncc.analog import run_analog
     g = net.graph
     pops = [p.name for p in g.populations() if p.op in ("neuron", "maxgate")]
-    xs = x_cl[:images]
+    # both views of every neuron are kept (float64 activations and rates): fewer images for big networks
+    xs = x_cl[:_data.fit_batch(images, 16 * sum(int(np.prod(g.node(p).shape)) for p in pops))]
     acts = run_analog(g, xs, keep=True)
     res = net.runtime.run(xs, timesteps, progress=False, record=tuple(pops))
     out = {}

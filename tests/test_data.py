@@ -70,3 +70,12 @@ def test_subset_indices_are_what_subset_takes():
     assert np.array_equal(data.subset_indices(50, 80), np.arange(50))
     with pytest.raises(DataError, match="positive"):
         data.subset_indices(50, 0)
+
+
+def test_fit_batch_keeps_a_batch_within_the_budget():
+    from snncc import data
+    assert data.fit_batch(64, 1 << 20) == 64                    # small images: the request
+    assert data.fit_batch(64, 300 << 20) == (2 << 30) // (300 << 20) == 6
+    assert data.fit_batch(64, 10 << 30) == 1                    # never below one image
+    assert data.fit_batch(5, 1 << 20, budget=3 << 20) == 3
+    assert data.fit_batch(5, 0) == 5

@@ -160,3 +160,24 @@ def test_non_finite_activation_names_the_calibration_image():
         snncc.convert(os.path.join(data, "digits_resnet.onnx"), x, input_scale=0.0625, mean=[0.3052], std=[0.376],
                       progress=False)
     assert "non-finite activations" in str(e.value) and "calibration image 37" in str(e.value)
+
+
+def test_profiling_batches_shrink_to_the_memory_budget(monkeypatch):
+    """Big networks are profiled in smaller batches (snncc.data.BATCH_BYTES); the percentiles are exact
+    whatever the batch, so the recorded activations are identical."""
+    from snncc import data
+    g, x = _lowered(resnet)
+    ref = profile_activations.run(g.copy(), ctx(x, channel_wise=True, batch_size=64, percentile=99.0))
+    per_image = 24 * sum(int(np.prod(p.shape)) for p in g.populations() if p.op != "input")
+    monkeypatch.setattr(data, "BATCH_BYTES", 2 * per_image)
+    seen = []
+    real = run_analog
+
+    def spy(graph, xb, **k):
+        seen.append(xb.shape[0])
+        return real(graph, xb, **k)
+
+    monkeypatch.setattr("snncc.analog.run_analog", spy)
+    got = profile_activations.run(g, ctx(x, channel_wise=True, batch_size=64, percentile=99.0))
+    assert seen and max(seen) == 2 and len(x) > 2
+    assert got.meta["activations"] == ref.meta["activations"]

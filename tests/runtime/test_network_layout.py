@@ -46,3 +46,34 @@ def test_state_arrays_passed_to_the_kernel_are_aligned(monkeypatch):
     monkeypatch.setattr(K, "run_steps", spy)
     net.run(x, 6, progress=False)
     assert seen and all(s == (0, 0, 0, 0) for s in seen)
+
+
+def test_batches_shrink_to_the_memory_budget_with_identical_results(monkeypatch):
+    """A batch's working memory is bounded (snncc.data.BATCH_BYTES): with a budget of three images the
+    run takes batches of three -- and, images being independent, gives exactly the same result."""
+    from snncc import data
+    g, x = random_resnet(4, hw=6, c0=1, c1=3, c2=5)
+    x = np.concatenate([x, x[::-1], x])
+    net = Network(g)
+    ref = net.run(x, 7, progress=False, record=("r1",))
+    sizes = []
+    real = net._run_batch
+
+    def spy(xb, *a, **k):
+        sizes.append(xb.shape[0])
+        return real(xb, *a, **k)
+
+    monkeypatch.setattr(net, "_run_batch", spy)
+    monkeypatch.setattr(data, "BATCH_BYTES", 3 * net.image_bytes() + 1)
+    res = net.run(x, 7, progress=False, record=("r1",))
+    assert sizes == [3] * (len(x) // 3) + ([len(x) % 3] if len(x) % 3 else [])
+    assert np.array_equal(res.predictions, ref.predictions) and np.array_equal(res.rates["r1"], ref.rates["r1"])
+    assert np.array_equal(res.potentials, ref.potentials) and res.sops.keys() == ref.sops.keys()
+    assert all(np.array_equal(res.sops[k], ref.sops[k]) for k in ref.sops)
+    sizes.clear()
+    names = [p.name for p in net.pops]
+    _, tr = net.run_segment(x, 7, names[0], names[2], replay={}, keep=[names[2]])
+    assert sizes and max(sizes) < 3          # the kept spike trains count too
+    monkeypatch.setattr(data, "BATCH_BYTES", 2 << 30)
+    _, tr_ref = net.run_segment(x, 7, names[0], names[2], replay={}, keep=[names[2]])
+    assert np.array_equal(tr[names[2]], tr_ref[names[2]])
