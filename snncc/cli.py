@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--maxgate", choices=MAXGATE_RULES,
                    help="spiking max pooling: leader = the paper's gate (spikes of the input that fired most so far), "
                         "max = the output's spike count follows the window's highest count (best preset)")
-    c.add_argument("--batch-size", type=positive_int, help="images per profiling and simulation batch (default 64; at most what keeps a batch within 2 GiB)")
+    c.add_argument("--batch-size", type=positive_int,
+                   help="images per profiling and simulation batch (default 64; at most what keeps a batch within 2 GiB)")
     c.add_argument("--verify", action="store_true", help="check the IR invariants after every pass")
     c.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
@@ -87,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-T", "--timesteps", type=positive_int, required=True, help="time steps to simulate")
     e.add_argument("--limit", type=positive_int, help="seeded random subset of N images")
     e.add_argument("--threads", type=positive_int, help="worker threads (default: all cores for batches large enough to gain from them, else one)")
-    e.add_argument("--batch-size", type=positive_int, default=64, help="images per runtime batch (at most what keeps a batch within 2 GiB)")
+    e.add_argument("--batch-size", type=positive_int, default=64,
+                   help="images per runtime batch (at most what keeps a batch within 2 GiB)")
     e.add_argument("--early-exit", action="store_true", help="stop an image once its answer is certain")
     e.add_argument("--ann", help="the source ONNX model, to report the ANN's accuracy on the same images")
     e.add_argument("--json", help="write the results as JSON")

@@ -74,7 +74,8 @@ def test_bit_flip_in_a_stored_array_fails_its_crc(tmp_path):
         info = next(i for i in z.infolist() if i.filename.endswith(".npy") and i.file_size > 400)
     raw = bytearray(p.read_bytes())
     off = info.header_offset                   # local file header: 30 bytes, then name and extra field
-    data = off + 30 + int.from_bytes(raw[off + 26:off + 28], "little") + int.from_bytes(raw[off + 28:off + 30], "little")
+    name_len, extra_len = (int.from_bytes(raw[off + i:off + i + 2], "little") for i in (26, 28))
+    data = off + 30 + name_len + extra_len
     assert raw[data:data + 6] == b"\x93NUMPY"
     raw[data + info.file_size - 1] ^= 0x01
     p.write_bytes(bytes(raw))
