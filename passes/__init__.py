@@ -16,8 +16,8 @@ from typing import Callable
 
 from snncc.ir import Graph, verify as _verify
 
-from . import (compensate, eliminate_sums, fold_batchnorm, fold_input_affine, merge_linear, normalize,
-               profile_activations)
+from . import (compact_dense, compensate, eliminate_sums, fold_batchnorm, fold_input_affine, merge_linear,
+               normalize, profile_activations)
 from .compensate import apply_zeta
 from .context import PassContext
 from .dump import dump_text
@@ -28,13 +28,14 @@ PIPELINE = [
     fold_input_affine.run,
     merge_linear.run,
     eliminate_sums.run,
+    compact_dense.run,
     profile_activations.run,
     normalize.run,
     compensate.run,
 ]
 
 PASS_NAMES = [fold_batchnorm.NAME, fold_input_affine.NAME, merge_linear.NAME, eliminate_sums.NAME,
-              profile_activations.NAME, normalize.NAME, compensate.NAME]
+              compact_dense.NAME, profile_activations.NAME, normalize.NAME, compensate.NAME]
 
 
 def pass_name(fn) -> str:

@@ -298,10 +298,11 @@ def _scatter_conv_w1(sidx, k, In, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, p
 
 
 @njit(cache=True)
-def _scatter_dense(sidx, k, In, W, F):
-    """Dense synapse: a spike of source feature ``f`` adds row ``W[f*F:(f+1)*F]``."""
+def _scatter_dense(sidx, k, In, W, F, R):
+    """Dense synapse of ``R`` rows: a spike of source neuron ``s`` adds row ``W[f*F:(f+1)*F]``,
+    ``f = s mod R`` (``R`` = the source size, or its channels for a tiled synapse)."""
     for q in range(k):
-        o = sidx[q] * F
+        o = (sidx[q] % R) * F
         src = W[o:o + F]
         for c in range(F):
             In[c] += src[c]
@@ -595,7 +596,7 @@ def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias, 
                             sops[n, p] += _scatter_conv(sidx, k, In, wts[o0:], coords[o1:], g[0], g[1], g[2], g[3],
                                                         g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12])
                         elif kind == E_DENSE:
-                            sops[n, p] += _scatter_dense(sidx, k, In, wts[o0:], g[0])
+                            sops[n, p] += _scatter_dense(sidx, k, In, wts[o0:], g[0], g[1])
                         elif kind == E_IDENTITY:
                             sops[n, p] += _scatter_identity(sidx, k, In, wts[o0:])
                         elif kind == E_CSR:

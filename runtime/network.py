@@ -333,7 +333,7 @@ def _add_edge(prog: _Program, src: int, syn: Synapse, src_shape, dst_shape) -> N
             prog.edge(K.E_CONV, src, woff, coff, (kh, kw, cg, cout, groups, oh, ow, sh, sw, pt, pl, dh, dw))
     elif syn.op == "dense":
         w = np.asarray(syn.params["weight"], dtype=np.float32)
-        prog.edge(K.E_DENSE, src, prog.weights(w), 0, (w.shape[1],))
+        prog.edge(K.E_DENSE, src, prog.weights(w), 0, (w.shape[1], w.shape[0]))   # rows: s mod R
     elif syn.op == "identity" and tuple(src_shape) == tuple(dst_shape):   # I[s] += scale[channel of s]
         sc = np.asarray(syn.params["scale"], dtype=np.float32)
         size = int(np.prod(src_shape))
@@ -482,8 +482,9 @@ class Network:
             ab += pos - neg
             fin = int(np.prod(src_shape))
             if exact and fin * k * k <= _PAIR_BUDGET:
-                if d["syn"].op == "dense":
-                    m = np.asarray(d["syn"].params["weight"], dtype=np.float64).reshape(fin, k)
+                if d["syn"].op == "dense":     # a tiled one's rows repeat over the positions
+                    w = np.asarray(d["syn"].params["weight"], dtype=np.float64)
+                    m = np.tile(w, (fin // w.shape[0], 1)).reshape(fin, k)
                 else:   # the synapse applied to every one-hot source: its effective matrix
                     m = synapses.apply(d["syn"], np.eye(fin).reshape((fin,) + src_shape)).reshape(fin, k)
                 for c in range(k):

@@ -172,7 +172,7 @@ def test_checkpoints():
 
 
 def test_ann_macs_counts_every_synapse(digits_snn):
-    """Independent count: conv k*k*Cin/groups, dense F_in, identity/subsample 1, avgpool k*k per target."""
+    """Independent count: conv k*k*Cin/groups, dense F_in (rows x tile), identity/subsample 1, avgpool k*k per target."""
     g = snncc.load(digits_snn).graph
     total = 0
     for p in g.populations():
@@ -183,8 +183,8 @@ def test_ann_macs_counts_every_synapse(digits_snn):
             if syn.op == "conv":
                 kh, kw, cin_g, _ = syn.params["weight"].shape
                 fan = kh * kw * cin_g
-            elif syn.op == "dense":
-                fan = syn.params["weight"].shape[0]
+            elif syn.op == "dense":      # a tiled classifier (compact_dense) reads rows x tile neurons
+                fan = syn.params["weight"].shape[0] * syn.attrs.get("tile", 1)
             else:
                 fan = 1
             total += fan * int(np.prod(p.shape))

@@ -18,7 +18,7 @@ FIX = os.path.join(os.path.dirname(__file__), "..", "fixtures")
 
 def test_pipeline_is_literal_and_ordered():
     assert [pass_name(f) for f in PIPELINE] == PASS_NAMES == [
-        "fold_batchnorm", "fold_input_affine", "merge_linear", "eliminate_sums",
+        "fold_batchnorm", "fold_input_affine", "merge_linear", "eliminate_sums", "compact_dense",
         "profile_activations", "normalize", "compensate"]
 
 
