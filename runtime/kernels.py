@@ -299,10 +299,10 @@ def _scatter_conv_w1(sidx, k, In, Wr, coord, Cs, KH, KW, Cout, OH, OW, sh, pt, p
 
 @njit(cache=True)
 def _scatter_dense(sidx, k, In, W, F, R):
-    """Dense synapse of ``R`` rows: a spike of source neuron ``s`` adds row ``W[f*F:(f+1)*F]``,
-    ``f = s mod R`` (``R`` = the source size, or its channels for a tiled synapse)."""
+    """Dense synapse: a spike of source neuron ``s`` adds row ``W[f*F:(f+1)*F]``, ``f = s``, or
+    ``f = s mod R`` for a tiled synapse of ``R`` rows (``R = 0``: not tiled, no division)."""
     for q in range(k):
-        o = (sidx[q] % R) * F
+        o = (sidx[q] % R if R > 0 else sidx[q]) * F
         src = W[o:o + F]
         for c in range(F):
             In[c] += src[c]

@@ -333,7 +333,8 @@ def _add_edge(prog: _Program, src: int, syn: Synapse, src_shape, dst_shape) -> N
             prog.edge(K.E_CONV, src, woff, coff, (kh, kw, cg, cout, groups, oh, ow, sh, sw, pt, pl, dh, dw))
     elif syn.op == "dense":
         w = np.asarray(syn.params["weight"], dtype=np.float32)
-        prog.edge(K.E_DENSE, src, prog.weights(w), 0, (w.shape[1], w.shape[0]))   # rows: s mod R
+        tiled = int(syn.attrs.get("tile", 1)) > 1        # rows s mod R (compact_dense), else row s
+        prog.edge(K.E_DENSE, src, prog.weights(w), 0, (w.shape[1], w.shape[0] if tiled else 0))
     elif syn.op == "identity" and tuple(src_shape) == tuple(dst_shape):   # I[s] += scale[channel of s]
         sc = np.asarray(syn.params["scale"], dtype=np.float32)
         size = int(np.prod(src_shape))
