@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
-from snncc import synapses
+from snncc import nn, synapses
 from snncc.errors import ModelError
 from snncc.ir import EdgeKind, Graph, Node, Synapse
 
@@ -66,8 +66,7 @@ NAME = "eliminate_sums"
 MAX_MATERIALISE = 1 << 25
 
 
-def _t(v):
-    return tuple(int(i) for i in v)
+_t = nn.ints
 
 
 @dataclass

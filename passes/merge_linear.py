@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from snncc import nn
 from snncc.ir import EdgeKind, Graph
 
 from ._util import bypass, can_bypass, chan, data_pred, only_consumer
@@ -52,8 +53,7 @@ def _splice_out(g: Graph, name: str, src: str, consumers) -> bool:
     return True
 
 
-def _t(v, n=2):
-    return tuple(int(i) for i in v)
+_t = nn.ints
 
 
 def _is_data(g, u, v):

@@ -39,8 +39,7 @@ BLOCK = 16
 _SCRATCH_BYTES = 64 << 20
 
 
-def _t2(v):
-    return tuple(int(i) for i in v)
+_t2 = nn.ints
 
 
 #: the longest simulation ``run`` accepts (predictions are kept per image and step: 8 MB per image here)
@@ -320,10 +319,7 @@ def _add_edge(prog: _Program, src: int, syn: Synapse, src_shape, dst_shape) -> N
         kh, kw, cg, cout = w.shape
         hs, ws, cs = (int(v) for v in src_shape)
         oh, ow, _ = (int(v) for v in dst_shape)
-        sh, sw = _t2(syn.attrs.get("stride", (1, 1)))
-        pt, pl, _, _ = _t2(syn.attrs.get("pads", (0, 0, 0, 0)))
-        dh, dw = _t2(syn.attrs.get("dilation", (1, 1)))
-        groups = int(syn.attrs.get("groups", 1))
+        (sh, sw), (pt, pl, _, _), (dh, dw), groups = nn.conv_geometry(syn.attrs)
         coff = prog.coords((hs, ws, cs))
         if groups == 1 and sw == 1 and dw == 1:   # (KH, KW, Cin, Cout) -> (KH, Cin, KW reversed, Cout)
             woff = prog.weights(w[:, ::-1].transpose(0, 2, 1, 3))

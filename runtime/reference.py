@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from snncc import synapses
+from snncc import nn, synapses
 from snncc.analog import preprocess
 from snncc.ir import EdgeKind, Graph, IRError
 
 
-def _t2(v):
-    return tuple(int(i) for i in v)
+_t2 = nn.ints
 
 
 def maxgate_reference(counts: np.ndarray, spikes: np.ndarray, kernel, stride, pads, rule: str = "leader") -> np.ndarray:
