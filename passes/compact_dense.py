@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from snncc import synapses
 from snncc.ir import Graph
 
 NAME = "compact_dense"
@@ -39,7 +40,7 @@ def run(graph: Graph, ctx) -> Graph:
     for p in graph.populations():
         for src, d in graph.in_edges(p.name):
             syn = d.get("syn")
-            if syn is None or syn.op != "dense" or int(syn.attrs.get("tile", 1)) != 1:
+            if syn is None or syn.op != "dense" or synapses.dense_tile(syn) != 1:
                 continue
             shape = graph.node(src).shape
             c = int(shape[-1]) if len(shape) == 3 else 0

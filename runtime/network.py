@@ -329,7 +329,7 @@ def _add_edge(prog: _Program, src: int, syn: Synapse, src_shape, dst_shape) -> N
             prog.edge(K.E_CONV, src, woff, coff, (kh, kw, cg, cout, groups, oh, ow, sh, sw, pt, pl, dh, dw))
     elif syn.op == "dense":
         w = np.asarray(syn.params["weight"], dtype=np.float32)
-        tiled = int(syn.attrs.get("tile", 1)) > 1        # rows s mod R (compact_dense), else row s
+        tiled = synapses.dense_tile(syn) > 1        # rows s mod R (compact_dense), else row s
         prog.edge(K.E_DENSE, src, prog.weights(w), 0, (w.shape[1], w.shape[0] if tiled else 0))
     elif syn.op == "identity" and tuple(src_shape) == tuple(dst_shape):   # I[s] += scale[channel of s]
         sc = np.asarray(syn.params["scale"], dtype=np.float32)

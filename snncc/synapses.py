@@ -70,7 +70,7 @@ register("conv", out_shape=_conv_shape, forward=_conv_fwd, rescale=_conv_rescale
 
 
 # -- dense -------------------------------------------------------------------
-def _tile(syn) -> int:
+def dense_tile(syn) -> int:
     """A dense synapse's ``tile`` (``passes/compact_dense.py``): its ``F`` weight rows serve source
     neurons ``s`` by ``s mod F``, so the source has ``tile * F`` neurons; 1 = one row per neuron."""
     return int(syn.attrs.get("tile", 1))
@@ -78,7 +78,7 @@ def _tile(syn) -> int:
 
 def _dense_shape(syn, s):
     w = syn.params["weight"]
-    t = _tile(syn)
+    t = dense_tile(syn)
     if t < 1 or int(np.prod(s)) != w.shape[0] * t:
         raise ValueError(f"dense synapse expects {w.shape[0] * t} inputs ({w.shape[0]} rows x tile {t}), "
                          f"source has shape {s}")
@@ -87,7 +87,7 @@ def _dense_shape(syn, s):
 
 def _dense_fwd(syn, x):
     w = syn.params["weight"]
-    t = _tile(syn)
+    t = dense_tile(syn)
     if t == 1:
         return x.reshape(x.shape[0], -1) @ w
     return x.reshape(x.shape[0], t, w.shape[0]).sum(axis=1) @ w
@@ -103,7 +103,7 @@ def _dense_rescale(syn, a_in, b_out, src_shape):
 
 
 register("dense", out_shape=_dense_shape, forward=_dense_fwd, rescale=_dense_rescale,
-         fan_in=lambda syn, s: int(syn.params["weight"].shape[0]) * _tile(syn))
+         fan_in=lambda syn, s: int(syn.params["weight"].shape[0]) * dense_tile(syn))
 
 
 # -- per-channel scaled maps (avgpool, identity, subsample_pad) ---------------
