@@ -14,7 +14,9 @@ and bias) is multiplied by ``zeta`` -- equivalently its threshold becomes
 
 ``apply_zeta(graph, zeta)`` sets the *total* compensation to ``zeta``: it scales
 by ``zeta / meta['zeta']`` (1 when absent), so applying it twice equals once,
-and the automatic search (``snncc.compensation``) can call it on copies.
+and the automatic search (``snncc.compensation``) can call it on copies.  A graph stored at
+``param_dtype`` float32 (``snncc.snnfile.set_param_dtype``) stays so: the scaled parameters are
+rounded to float32 again.
 
 PRE: spiking level (normally after ``normalize``).  POST: ``meta['zeta']``.
 Guarantee: not exact in the analog view for ``zeta != 1`` (by design: it
@@ -27,6 +29,7 @@ import numpy as np
 from snncc import synapses
 from snncc.errors import SnnccError
 from snncc.ir import EdgeKind, Graph
+from snncc.snnfile import param_dtype, set_param_dtype
 
 NAME = "compensate"
 
@@ -50,7 +53,7 @@ def apply_zeta(graph: Graph, zeta: float) -> Graph:
                 b = p.params["bias"]
                 p.params["bias"] = (np.asarray(b, np.float64) * f).astype(b.dtype)
     graph.meta["zeta"] = zeta
-    return graph
+    return set_param_dtype(graph, param_dtype(graph))      # the scaled weights at the stored precision
 
 
 def run(graph: Graph, ctx) -> Graph:

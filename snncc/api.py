@@ -22,7 +22,8 @@ from snncc import data as _data
 from snncc import snnfile
 from snncc.errors import SnnccError, SnnFileError, one_line
 from snncc.ir import Graph
-from snncc.presets import LAYERS_PER_GROUP, MAXGATE_RULES, PERCENTILE_OF, PRESETS, ZETA_IMAGES, ZETA_TIMESTEPS  # noqa: F401 (re-exported)
+from snncc.presets import (LAYERS_PER_GROUP, MAXGATE_RULES, PARAM_DTYPE, PARAM_DTYPES, PERCENTILE_OF,  # noqa: F401
+                           PRESETS, ZETA_IMAGES, ZETA_TIMESTEPS)                                # (re-exported)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class ConvertOptions:
     batch_size: int = 64
     rate_scale: float = 1.0                # every lambda x K: every firing rate / K (normalize)
     calibrate_bias_group: int = LAYERS_PER_GROUP   # bias calibration: layers corrected per simulation
+    param_dtype: str = PARAM_DTYPE         # precision the .snn stores weights and biases in (snnfile.set_param_dtype)
     extra: dict = field(default_factory=dict)
 
 
@@ -74,6 +76,8 @@ def resolve_options(preset: str = "best", **overrides) -> ConvertOptions:
     if opts.percentile_of not in PERCENTILE_OF:
         raise SnnccError(f"unknown percentile population {opts.percentile_of!r}",
                          f"use one of {', '.join(PERCENTILE_OF)}")
+    if opts.param_dtype not in PARAM_DTYPES:
+        raise SnnccError(f"unknown parameter precision {opts.param_dtype!r}", f"use one of {', '.join(PARAM_DTYPES)}")
     if opts.maxgate not in MAXGATE_RULES:
         raise SnnccError(f"unknown max-pool gate rule {opts.maxgate!r}", f"use one of {', '.join(MAXGATE_RULES)}")
     if isinstance(opts.rate_scale, bool) or not isinstance(opts.rate_scale, (int, float, np.integer, np.floating)) \
@@ -200,8 +204,8 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
             maxgate: str | None = None, calib_limit: int | None = None,
             zeta_timesteps: int | None = None, zeta_images: int | None = None,
             rate_scale: float | None = None, calibrate_bias_group: int | None = None,
-            batch_size: int | None = None, verify: bool = False, dump_ir: str | None = None,
-            progress: bool = True, log: Callable[[str], None] | None = None) -> SpikingNetwork:
+            batch_size: int | None = None, param_dtype: str | None = None, verify: bool = False,
+            dump_ir: str | None = None, progress: bool = True, log: Callable[[str], None] | None = None) -> SpikingNetwork:
     """Convert an ONNX model (path, bytes or ``onnx.ModelProto``) into a :class:`SpikingNetwork`.
 
     ``calib`` is a path to ``.npz``/``.npy`` calibration images or an array.
@@ -218,7 +222,7 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
                            percentile_of=percentile_of, channel_wise=channel_wise, shortcut_norm=shortcut_norm, init_membrane=init_membrane,
                            compensate=compensate, calibrate_bias=calibrate_bias, maxgate=maxgate, calib_limit=calib_limit,
                            zeta_timesteps=zeta_timesteps, zeta_images=zeta_images, rate_scale=rate_scale,
-                           calibrate_bias_group=calibrate_bias_group, batch_size=batch_size)
+                           calibrate_bias_group=calibrate_bias_group, batch_size=batch_size, param_dtype=param_dtype)
     if opts.rate_scale != 1.0 and calibrate_bias is None and opts.calibrate_bias:
         log(f"rate scale {opts.rate_scale:g}: bias calibration runs for {opts.calibrate_bias} steps "
             f"(the preset's {PRESETS[preset]['calibrate_bias']} x {opts.rate_scale:g}; --calibrate-bias T to choose)")
@@ -258,6 +262,7 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
     for n in graph.populations():
         if n.op == "maxgate":
             n.attrs["rule"] = opts.maxgate
+    snnfile.set_param_dtype(graph, opts.param_dtype)   # the searches and bias calibration tune the stored weights
     net = SpikingNetwork(graph)
     ann_pred = None
     if searches and cy is None:   # no labels: zeta / V(0) are scored by agreement with the *source* model,
@@ -276,6 +281,8 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
         from snncc.compensation import search_zeta
         search_zeta(net, cx, cy, timesteps=opts.zeta_timesteps, images=opts.zeta_images, log=log, progress=progress,
                     ann_pred=ann_pred)
+    snnfile.set_param_dtype(graph, opts.param_dtype)   # again, for the tuned biases and zeta: the saved network
+    net._net = None                                     # is the one returned (its runtime rebuilt from them)
     graph.meta["provenance"] = {
         "source_sha256": _model_hash(model) if not isinstance(model, (str, os.PathLike))
         or os.path.exists(model) else None,

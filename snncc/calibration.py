@@ -40,6 +40,7 @@ import numpy as np
 
 from snncc.analog import run_analog
 from snncc.presets import LAYERS_PER_GROUP
+from snncc.snnfile import param_dtype
 
 
 #: at most this many bytes of recorded spike trains (images x steps x neurons kept at once, one
@@ -139,10 +140,15 @@ def calibrate_bias(net, x: np.ndarray, *, timesteps: int = 64, images: int = 128
         rate = np.asarray(rates[p.name]).reshape(xs.shape[0], -1, p.channels).mean(axis=(0, 1))
         return target[p.name] - rate
 
+    store32 = param_dtype(g) == "float32"
+
     def correct(rates, grp, gaps):
         for p in grp:
             gap = gap_of(rates, p)
-            p.params["bias"] = (p.params["bias"] + damping * gap).astype(p.params["bias"].dtype)
+            b = p.params["bias"] + damping * gap
+            if store32:     # what the .snn will store, before the downstream groups are corrected against it
+                b = b.astype(np.float32)
+            p.params["bias"] = b.astype(p.params["bias"].dtype)
             gaps.append(float(np.mean(np.abs(gap))))
 
     history = []

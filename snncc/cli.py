@@ -13,7 +13,8 @@ import numpy as np
 
 from snncc.argtypes import floats, positive_int
 from snncc.errors import SnnccError, one_line
-from snncc.presets import LAYERS_PER_GROUP, MAXGATE_RULES, PERCENTILE_OF, PRESETS, ZETA_IMAGES, ZETA_TIMESTEPS
+from snncc.presets import (LAYERS_PER_GROUP, MAXGATE_RULES, PARAM_DTYPES, PERCENTILE_OF, PRESETS, ZETA_IMAGES,
+                           ZETA_TIMESTEPS)
 
 SUBCOMMANDS = ("convert", "inspect", "eval")
 
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "max = the output's spike count follows the window's highest count (best preset)")
     c.add_argument("--batch-size", type=positive_int,
                    help="images per profiling and simulation batch (default 64; at most what keeps a batch within 2 GiB)")
+    c.add_argument("--param-dtype", choices=PARAM_DTYPES,
+                   help="precision of the stored weights and biases: float32 (default; the runtime's own, half the "
+                        "file) or float64 (the IR's exact values)")
     c.add_argument("--verify", action="store_true", help="check the IR invariants after every pass")
     c.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
@@ -144,7 +148,8 @@ def cmd_convert(a) -> int:
                       init_membrane=a.init_membrane, compensate=a.compensate,
                       calibrate_bias=a.calibrate_bias, maxgate=a.maxgate, calib_limit=a.calib_limit,
                       zeta_timesteps=a.zeta_timesteps, zeta_images=a.zeta_images, rate_scale=a.rate_scale,
-                      calibrate_bias_group=a.calibrate_bias_group, batch_size=a.batch_size, verify=a.verify,
+                      calibrate_bias_group=a.calibrate_bias_group, batch_size=a.batch_size,
+                      param_dtype=a.param_dtype, verify=a.verify,
                       dump_ir=a.dump_ir, progress=_progress(a.quiet),
                       log=log)
     net.save(a.output)
@@ -177,6 +182,8 @@ def _print_summary(con, net, out: str, seconds: float) -> None:
     con.print(f"  lambda {lo:.4g} .. {hi:.4g} ({'channel' if m.get('channel_wise') else 'layer'}-wise, "
               f"p{m.get('percentile')}{' of positive' if m.get('percentile_of') == 'positive' else ''}), shortcut norm {'on' if m.get('shortcut_norm', True) else 'off'}, "
               f"{rate}zeta {float(zeta):.4g}, initial membrane {m.get('init_membrane', 0)}, {seconds:.1f} s",
+              soft_wrap=True)
+    con.print(f"  {os.path.getsize(out) / 1e6:.3g} MB, weights and biases stored as {m.get('param_dtype') or 'float64'}",
               soft_wrap=True)
 
 
@@ -219,7 +226,8 @@ def cmd_inspect(a) -> int:
     m = g.meta
     prov = m.get("provenance") or {}
     con.print(_esc(f"preprocess {m.get('preprocess')}, input layout {m.get('input_layout')}, "
-                   f"zeta {m.get('zeta', 1.0)}, initial membrane {m.get('init_membrane', 0)}"), soft_wrap=True)
+                   f"zeta {m.get('zeta', 1.0)}, initial membrane {m.get('init_membrane', 0)}, "
+                   f"weights and biases stored as {m.get('param_dtype') or 'float64'}"), soft_wrap=True)
     if prov:
         con.print(_esc(f"source {prov.get('source_name')} sha256 {str(prov.get('source_sha256'))[:16]}..., "
                        f"snncc {prov.get('snncc_version')}, created {prov.get('created')}"), soft_wrap=True)

@@ -73,6 +73,7 @@ META_KEYS = {
     "init_membrane_search": "record of --init-membrane auto: timesteps, images, criterion, candidates (accuracy "
                             "per initial membrane), the chosen init_membrane",
     "zeta": "compensation factor applied (1.0 = none)",
+    "param_dtype": "'float32' or 'float64' (absent: float64): the precision the .snn stores weights and biases in",
     "compensation": "fit and search record of compensation (p, q, adj_r2, candidates)",
     "provenance": "source model hash, options, snncc version",
     "passes": "names of the passes applied, in order",

@@ -36,3 +36,8 @@ MAXGATE_RULES = ("leader", "max")
 #: which activations lambda's percentile is taken over: ``all`` of them, or only the ``positive`` ones
 #: (the nonzero ReLU outputs, as in Rueckauer et al.'s reference implementation)
 PERCENTILE_OF = ("all", "positive")
+
+#: precisions a ``.snn`` can store its weights and biases in (``--param-dtype``, ``meta['param_dtype']``):
+#: float32 is the runtime's own precision and half the file; float64 keeps the IR's values exactly
+PARAM_DTYPES = ("float32", "float64")
+PARAM_DTYPE = "float32"

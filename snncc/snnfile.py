@@ -30,9 +30,44 @@ import numpy as np
 
 from snncc.errors import SnnFileError, one_line
 from snncc.ir import EdgeKind, Graph, Node, Synapse
+from snncc.presets import PARAM_DTYPES
 
 FORMAT = "snncc-snn"
 FORMAT_VERSION = 1
+
+
+def param_dtype(graph: Graph) -> str:
+    """The precision ``graph``'s weights and biases are stored in (``meta['param_dtype']``, default float64)."""
+    return graph.meta.get("param_dtype") or "float64"
+
+
+def _param_arrays(graph: Graph):
+    for n in graph.nodes():
+        yield n.params
+        for _, d in graph.in_edges(n.name):
+            if d["syn"] is not None:
+                yield d["syn"].params
+
+
+def set_param_dtype(graph: Graph, dtype: str) -> Graph:
+    """Store ``graph``'s weights and biases in ``dtype`` (in place; returns the graph).
+
+    ``"float32"`` rounds every float64 parameter to the nearest float32 value (kept as float64 in
+    memory, so the IR's arithmetic is unchanged) and records ``meta['param_dtype']``: the file then
+    stores them as float32 -- half the size -- and loading gives back exactly these values, so the
+    saved network is the one in memory.  The runtime simulates in float32 anyway; what changes is
+    the first layer's analog current, computed once in float64 from the rounded weights
+    (about 1e-7 relative).  ``"float64"`` records the full precision (the rounding is not undone).
+    """
+    if dtype not in PARAM_DTYPES:
+        raise SnnFileError(f"unknown parameter precision {dtype!r}", f"use one of {', '.join(PARAM_DTYPES)}")
+    if dtype == "float32":
+        for params in _param_arrays(graph):
+            for k, a in params.items():
+                if a.dtype == np.float64:
+                    params[k] = a.astype(np.float32).astype(np.float64)
+    graph.meta["param_dtype"] = dtype
+    return graph
 
 
 def _jsonable(obj: Any) -> Any:
@@ -61,8 +96,12 @@ def to_bytes(graph: Graph) -> bytes:
     """Serialise a spiking-level graph (any IR state works) to ``.snn`` bytes."""
     arrays: dict[str, np.ndarray] = {}
 
+    store32 = param_dtype(graph) == "float32"
+
     def put(arr: np.ndarray) -> str:
         key = f"a{len(arrays)}"
+        if store32 and arr.dtype == np.float64:     # rounded by set_param_dtype: stored exactly
+            arr = arr.astype(np.float32)
         arrays[key] = np.ascontiguousarray(arr)
         return key
 
@@ -236,6 +275,10 @@ def load(path: str) -> Graph:
                     raise SnnFileError(f"{path!r} is corrupt (array {k} has dtype {arrays[k].dtype}, not numbers)", fix)
             if h.hexdigest() != manifest.get("arrays_sha256"):
                 raise SnnFileError(f"{path!r} is corrupt (weights do not match their checksum)", fix)
+            if isinstance(manifest.get("meta"), dict) and manifest["meta"].get("param_dtype") == "float32":
+                for k, a in arrays.items():      # float32 on disk, float64 in the IR (exact)
+                    if a.dtype == np.float32:
+                        arrays[k] = a.astype(np.float64)
     except SnnFileError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, json.JSONDecodeError) as e:
@@ -272,6 +315,8 @@ def _check_meta(meta: Any, channels: int) -> None:
     (``mean``/``std`` null or 1 or ``channels`` finite numbers, ``std`` nonzero).  Raises ``ValueError`` naming the field."""
     if not isinstance(meta, dict):
         raise ValueError(f"'meta' is a {type(meta).__name__}, not an object")
+    if meta.get("param_dtype") not in (None,) + PARAM_DTYPES:
+        raise ValueError(f"'meta.param_dtype' must be one of {', '.join(PARAM_DTYPES)}, got {meta['param_dtype']!r}")
     pre = meta.get("preprocess")
     if not isinstance(pre, dict):
         raise ValueError("'meta.preprocess' (the input scaling) is missing")

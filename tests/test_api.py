@@ -354,3 +354,30 @@ def test_rate_scale_options():
     for bad in ("soon", 1.0, -0.1, True, [0.5]):
         with pytest.raises(SnnccError, match="initial membrane|--init-membrane"):
             resolve_options("best", init_membrane=bad)
+
+
+def test_param_dtype_float32_is_the_float64_network_rounded(net, tmp_path, test_data):
+    """Default: every parameter rounded to float32 (stored so, half the bytes); --param-dtype float64
+    keeps the IR's values. Without bias calibration or zeta the two differ by that rounding only."""
+    from snncc import snnfile
+    assert snnfile.param_dtype(net.graph) == "float32"
+    wide = snncc.convert(MODEL, CALIB, **PRE, **FAST, param_dtype="float64")
+    assert snnfile.param_dtype(wide.graph) == "float64"
+    n_diff = 0
+    for a, b in zip(snnfile._param_arrays(wide.graph), snnfile._param_arrays(net.graph)):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert b[k].dtype == a[k].dtype == np.float64
+            np.testing.assert_array_equal(b[k], a[k].astype(np.float32))
+            n_diff += int(np.sum(b[k] != a[k]))
+    assert n_diff > 0                                           # float64 really kept more
+    p32, p64 = tmp_path / "n32.snn", tmp_path / "n64.snn"
+    net.save(str(p32))
+    wide.save(str(p64))
+    assert 0.45 < os.path.getsize(p32) / os.path.getsize(p64) < 0.6
+    x, y = test_data
+    a = net.run(x, timesteps=T, progress=False).predictions[:, -1]
+    b = wide.run(x, timesteps=T, progress=False).predictions[:, -1]
+    assert np.mean(a == b) >= 0.99
+    with pytest.raises(SnnccError, match="float32, float64"):
+        snncc.convert(MODEL, CALIB, **PRE, **FAST, param_dtype="float16")

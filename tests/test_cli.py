@@ -77,6 +77,8 @@ def test_convert_default_spelling_writes_loadable_file_and_summary(tmp_path, cap
     lam = [ln for ln in so.splitlines() if ln.strip().startswith("lambda ")]
     assert len(lam) == 1 and "channel-wise, p99.9" in lam[0] and lam[0].rstrip().endswith(" s")
     assert "zeta 1," in lam[0] and "initial membrane 0.5" in lam[0]
+    size = [ln for ln in so.splitlines() if ln.strip().endswith("weights and biases stored as float32")]
+    assert len(size) == 1 and size[0].split()[0] == f"{out.stat().st_size / 1e6:.3g}"
     # provenance
     prov = g.meta["provenance"]
     assert prov["source_name"] == "digits_resnet.onnx" and prov["calibration_images"] == 100
@@ -184,6 +186,13 @@ def test_options_recorded_in_meta_and_provenance(tmp_path, capsys):
     assert rc == 0, se
     m2 = snncc.load(str(out2)).graph.meta
     assert m2["channel_wise"] is True and m2["shortcut_norm"] is True
+    assert m["param_dtype"] == m2["param_dtype"] == "float32"       # the default
+    rc, _, se = cli(capsys, MODEL, "-o", tmp_path / "w.snn", "--calib", CALIB, *PRE, *FAST, "--channel-wise",
+                    "--param-dtype", "float64", "-q")
+    assert rc == 0, se
+    w = snncc.load(str(tmp_path / "w.snn")).graph
+    assert w.meta["param_dtype"] == "float64" and w.meta["provenance"]["options"]["param_dtype"] == "float64"
+    assert 0.45 < out2.stat().st_size / (tmp_path / "w.snn").stat().st_size < 0.6
     assert any(np.ndim(v) == 1 for v in m2["lambda"].values())
     # a higher percentile gives lambdas at least as large (same layer-wise profile otherwise)
     rc, _, se = cli(capsys, MODEL, "-o", tmp_path / "l.snn", "--calib", CALIB, *PRE, *FAST, "--layer-wise",

@@ -197,3 +197,64 @@ def test_negative_std_from_a_folded_input_affine_round_trips(tmp_path):
     snnfile.save(g, p)
     with pytest.raises(SnnFileError, match="nonzero"):
         snnfile.load(p)
+
+
+def _float_params(g):
+    for n in g.nodes():
+        yield from n.params.values()
+        for _, d in g.in_edges(n.name):
+            if d["syn"] is not None:
+                yield from d["syn"].params.values()
+
+
+def test_float32_storage_halves_the_arrays_and_round_trips_exactly(tmp_path):
+    """set_param_dtype('float32') rounds every float parameter to float32 (in memory, still float64):
+    the file stores them as float32, and loading gives back exactly the rounded network."""
+    from snncc.analog import run_analog
+    g = small_graph()
+    p64, p32 = str(tmp_path / "m64.snn"), str(tmp_path / "m32.snn")
+    snnfile.save(g, p64)
+    r = snnfile.set_param_dtype(small_graph(), "float32")
+    assert snnfile.param_dtype(r) == "float32" and snnfile.param_dtype(g) == "float64"
+    for a, b in zip(_float_params(g), _float_params(r)):
+        assert b.dtype == np.float64 and np.array_equal(b, a.astype(np.float32))   # rounded, not truncated
+        assert np.abs(b - a).max() <= 2 ** -24 * np.abs(a).max()
+    snnfile.save(r, p32)
+    with zipfile.ZipFile(p32) as z:
+        dtypes = {np.load(z.open(n)).dtype for n in z.namelist() if n.startswith("arrays/")}
+    assert dtypes == {np.dtype(np.float32)}
+    h = snnfile.load(p32)
+    assert snnfile.param_dtype(h) == "float32"
+    for a, b in zip(_float_params(r), _float_params(h)):
+        assert b.dtype == np.float64 and np.array_equal(a, b)
+    x = np.random.default_rng(3).random((2, 4, 4, 3))
+    assert np.array_equal(run_analog(r, x), run_analog(h, x))
+    size = lambda p: sum(i.file_size for i in zipfile.ZipFile(p).infolist() if i.filename.startswith("arrays/"))
+    assert size(p64) - size(p32) == sum(a.nbytes for a in _float_params(g)) // 2    # 4 bytes a number, not 8
+    assert snnfile.set_param_dtype(r, "float32") is r                        # idempotent
+    assert all(np.array_equal(a, b) for a, b in zip(_float_params(r), _float_params(h)))
+
+
+def test_int_params_and_old_files_keep_their_dtype(tmp_path):
+    g = snnfile.set_param_dtype(small_graph(), "float32")
+    g.node("n1").params["idx"] = np.arange(3, dtype=np.int64)       # not a float: stored as is
+    p = str(tmp_path / "m.snn")
+    snnfile.save(g, p)
+    assert snnfile.load(p).node("n1").params["idx"].dtype == np.int64
+    old = small_graph()                     # no meta['param_dtype']: float64 on disk and in memory
+    old.node("n1").params["bias"] = old.node("n1").params["bias"].astype(np.float32)   # a float32 param stays so
+    snnfile.save(old, p)
+    h = snnfile.load(p)
+    assert snnfile.param_dtype(h) == "float64" and h.node("n1").params["bias"].dtype == np.float32
+    assert h.node("n2").params["bias"].dtype == np.float64
+
+
+def test_unknown_param_dtype_rejected(tmp_path):
+    with pytest.raises(SnnFileError, match="float32, float64"):
+        snnfile.set_param_dtype(small_graph(), "float16")
+    g = small_graph()
+    g.meta["param_dtype"] = "float16"
+    p = str(tmp_path / "m.snn")
+    snnfile.save(g, p)
+    with pytest.raises(SnnFileError, match="param_dtype"):
+        snnfile.load(p)

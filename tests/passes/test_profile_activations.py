@@ -87,10 +87,16 @@ def test_equals_np_percentile_over_stacked(make, cw):
             continue
         a = np.asarray(acts[p.name], np.float64)
         rec = g.meta["activations"][p.name]
-        assert rec["layer"] == np.percentile(a, 99.0)
-        assert rec["max"] == a.max()
+        # the same numbers up to the last bit: profiling ran the network in batches of 5, this
+        # reference in one batch of 16, and a BLAS may round a matrix product differently for a
+        # different batch size (numpy 2.4's OpenBLAS does, by 1 ulp); the percentile arithmetic
+        # itself is bit-exact (test_streaming_percentile_is_numpy_exact)
+        exact = dict(rtol=4e-16, atol=0)
+        np.testing.assert_allclose(rec["layer"], np.percentile(a, 99.0), **exact)
+        np.testing.assert_allclose(rec["max"], a.max(), **exact)
         if cw and p.op != "output":
-            assert rec["channel"] == [float(v) for v in np.percentile(a.reshape(-1, p.channels), 99.0, axis=0)]
+            np.testing.assert_allclose(rec["channel"], np.percentile(a.reshape(-1, p.channels), 99.0, axis=0),
+                                       **exact)
         else:
             assert rec["channel"] is None
 
