@@ -651,3 +651,24 @@ def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias, 
                     final[n] = top
                     steps_run[n] = t + 1
                     active[n] = 0
+
+
+#: what the CLI says before a simulation that will compile the kernels first (``compile_pending``)
+COMPILE_NOTICE = ("first simulation on this machine: compiling the runtime with numba "
+                  "(about a minute, once; cached for later runs)")
+
+
+def compile_pending() -> bool:
+    """Whether the next simulation compiles :func:`run_steps` first (tens of seconds): True when it is not
+    compiled in this process and numba's on-disk cache (``cache=True``) holds no version for this CPU.
+
+    Reads numba's cache index through internals (``_cache``, ``magic_tuple``), so any failure means
+    "unknown" and returns False: this only decides whether to print :data:`COMPILE_NOTICE`.
+    """
+    try:
+        if run_steps.signatures:
+            return False
+        magic = run_steps.targetctx.codegen().magic_tuple()
+        return not any(key[1] == magic for key in run_steps._cache._cache_file._load_index())
+    except Exception:       # noqa: BLE001 -- a notice, never an error
+        return False

@@ -264,6 +264,10 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
             n.attrs["rule"] = opts.maxgate
     snnfile.set_param_dtype(graph, opts.param_dtype)   # the searches and bias calibration tune the stored weights
     net = SpikingNetwork(graph)
+    if opts.init_membrane == "auto" or opts.calibrate_bias or opts.compensate == "auto":    # simulations follow
+        from snncc.runtime.kernels import COMPILE_NOTICE, compile_pending
+        if compile_pending():
+            log(COMPILE_NOTICE)
     ann_pred = None
     if searches and cy is None:   # no labels: zeta / V(0) are scored by agreement with the *source* model,
         from snncc.analog import run_analog       # taken before bias calibration changes the network

@@ -165,6 +165,9 @@ def run_eval(a) -> int:
         ann = ann_predictions(a.ann, net.graph, xc)
         _check_ann_source(net, a.ann)
     T = a.timesteps
+    from snncc.runtime.kernels import COMPILE_NOTICE, compile_pending
+    if log and compile_pending():
+        log(COMPILE_NOTICE)
     t0 = time.time()
     res = net.runtime.run(xc, T, labels=y, early_exit=a.early_exit, threads=a.threads,
                           batch_size=a.batch_size, progress=_progress(a.quiet))

@@ -54,6 +54,25 @@ def digits_snn(tmp_path_factory):
 
 # ---------------------------------------------------------------------------------------------
 # convert
+
+def test_first_compile_notice(tmp_path, capsys, monkeypatch):
+    """Before a simulation that compiles the runtime first (tens of seconds), convert and eval say so."""
+    from snncc.runtime import kernels
+    monkeypatch.setattr(kernels, "compile_pending", lambda: True)
+    out = tmp_path / "n.snn"
+    rc, so, se = cli(capsys, MODEL, "-o", out, "--calib", CALIB, *PRE, "--calibrate-bias", "4", "--calib-limit", "20")
+    assert rc == 0, se
+    assert so.count("compiling the runtime with numba") == 1
+    rc, so, se = cli(capsys, "eval", out, "--data", TEST, "-T", "2", "--limit", "4")
+    assert rc == 0, se
+    assert so.count("compiling the runtime with numba") == 1
+    rc, so, se = cli(capsys, MODEL, "-o", out, "--calib", CALIB, *PRE, *FAST)     # no simulation: no notice
+    assert rc == 0 and "compiling" not in so, se
+    rc, so, se = cli(capsys, "eval", out, "--data", TEST, "-T", "2", "--limit", "4", "-q")
+    assert rc == 0 and "compiling" not in so, se
+    monkeypatch.setattr(kernels, "compile_pending", lambda: False)
+    rc, so, se = cli(capsys, "eval", out, "--data", TEST, "-T", "2", "--limit", "4")
+    assert rc == 0 and "compiling" not in so
 # ---------------------------------------------------------------------------------------------
 def test_convert_default_spelling_writes_loadable_file_and_summary(tmp_path, capsys):
     out = tmp_path / "d.snn"
