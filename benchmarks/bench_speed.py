@@ -221,6 +221,7 @@ def build_dense_step(graph):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    from snncc import synapses
     from snncc.ir import EdgeKind
 
     nodes, inits, inputs, outputs = [], [], [], []
@@ -263,7 +264,9 @@ def build_dense_step(graph):
                 raise DenseUnsupported("dense synapse into a spatial population")
             if len(src_shape) == 3:   # flatten channels-last, as the IR does
                 x = node("Flatten", [node("Transpose", [x], perm=[0, 2, 3, 1])], axis=1)
-            return node("MatMul", [x, const(np.asarray(syn.params["weight"], np.float32), "w")])
+            w = np.asarray(syn.params["weight"], np.float32)
+            # a tiled classifier (passes/compact_dense.py) serves source neuron s with row s mod F
+            return node("MatMul", [x, const(np.tile(w, (synapses.dense_tile(syn), 1)), "w")])
         if syn.op == "identity":
             return node("Mul", [x, const(chan(syn.params["scale"], src_shape), "s")])
         if syn.op == "avgpool":
