@@ -669,6 +669,10 @@ def main(a) -> int:
             f"{r['sops_per_image'] / 1e6:.0f} M SOPs/image, {r['gsops']:.2f} GSOP/s "
             f"({r['gsops_per_thread']:.2f}/thread), mean steps {r['mean_steps']:.1f}, accuracy {r['accuracy']:.4f}")
     results["environment"]["numba_threading_layer"] = numba.threading_layer()
+    from snncc.runtime import kernels
+    results["environment"]["if_update"] = kernels._if_update.py_func.__name__   # which IF path this host runs
+    import llvmlite.binding as llvm
+    results["environment"]["llvm_cpu"] = llvm.get_host_cpu_name()              # e.g. znver3 / znver4
     same_final = bool(np.array_equal(ev[False]["pred_steps"][:, -1], ev[True]["pred_steps"][:, -1]))
     results["event_driven"] = {k: v for k, v in ev[False].items() if k != "pred_steps"}
     results["event_driven_early_exit"] = {k: v for k, v in ev[True].items() if k not in ("pred_steps", "layers")}

@@ -708,10 +708,32 @@ FLOOR_MS = {"Intel(R) Xeon(R) Processor": 7}
 FLOOR_MS_TWO_PASS = {"AMD EPYC": 13, "Intel(R) Xeon(R) Processor": 23}
 
 
+#: the IF update paths a run's ``environment['if_update']`` names (runs before it was recorded: the vector compress)
+IF_UPDATE_TEXT = {"_if_update_vec": "the IF update fused with a vector compress (AVX-512)",
+                  "_if_update_lut": "the IF update compacted by table look-up (no AVX-512)",
+                  "_if_update_scalar": "the two-pass IF update (no AVX-512)"}
+
+
+def _cpu(d):
+    """A run's CPU: the model name, with LLVM's name for the core where the run recorded it (two lent
+    "AMD EPYC" VMs were a Zen 4 with AVX-512 and a Zen 3 without)."""
+    env = d["environment"]
+    return f"{env['cpu']} ({env['llvm_cpu']})" if env.get("llvm_cpu") else env["cpu"]
+
+
+def _if_update(d):
+    return d["environment"].get("if_update", "_if_update_vec")
+
+
 def _floor_text(d):
     """The per-neuron floor: measured in the run itself (``event_driven_floor``: the network with every weight
     and bias zeroed) where the run has it, else the figure measured apart on the same CPU."""
-    before = ", ".join(f"{v} ms on the {k}" for k, v in FLOOR_MS_TWO_PASS.items())
+    before = "with the earlier two-pass update: " + ", ".join(f"{v} ms on the {k}" for k, v in FLOOR_MS_TWO_PASS.items())
+    if _if_update(d) == "_if_update_scalar":
+        before = (f"this run's runtime ran {IF_UPDATE_TEXT['_if_update_scalar']}, as earlier runs did: "
+                  + ", ".join(f"{v} ms on the {k}" for k, v in FLOOR_MS_TWO_PASS.items())
+                  + "; on CPUs without AVX-512 it has since been replaced by the compaction by table look-up, which "
+                  "ran the `--rate-scale 8` network in 0.73x the time on this CPU, side by side (docs/runtime.md)")
     fl = d.get("event_driven_floor")
     if fl:
         here = (f"{fl['ms_per_image']:.1f} ms per image in this run (the same network with every weight and bias "
@@ -721,7 +743,7 @@ def _floor_text(d):
                 "where almost nothing fires")
     else:
         here = "not measured on this machine"
-    return f"{here} (with the earlier two-pass update: {before})"
+    return f"{here} ({before})"
 
 
 def _speed_notes(d):
@@ -771,7 +793,9 @@ def _speed_notes(d):
             "membrane rows do not overlap and emits scalar code); written as explicit 16-float vector operations "
             "(`runtime/simd.py`) and compiled per channel count, with the IF update fused with a vector compress, "
             "they are what this run measures (docs/runtime.md: the unscaled network about 1.5x, the rate-scaled one "
-            "about 2x faster than before them, side by side). A sampled profile (`perf`) of the `--rate-scale 8` "
+            "about 2x faster than before them, side by side, on the Intel Xeon"
+            + ("" if _if_update(d) == "_if_update_vec" else
+               f"; this run's CPU has no AVX-512, so it ran {IF_UPDATE_TEXT[_if_update(d)]}") + "). A sampled profile (`perf`) of the `--rate-scale 8` "
             "network on the Intel Xeon now puts about 2/5 of the time in the scatters' vector adds (waiting on target "
             "membranes outside the L1 cache), 1/5 in the IF update (it reads and writes every membrane every step) "
             "and most of the rest in the per-spike index arithmetic. "
@@ -837,9 +861,9 @@ def targets_section(results_dir):
         acc = (f"; accuracy {pd['mean']:+.2f} +- {pd['se']:.2f} points against it on the same "
                f"{sp['settings']['peer_n']} images" if pd.get("se") is not None else "")
         earlier = earlier_speed_runs(sp, results_dir)
-        cpu_now = sp["environment"]["cpu"]
-        same = [p for _, p in earlier if p["environment"]["cpu"] == cpu_now]
-        last_other = {p["environment"]["cpu"]: p for _, p in earlier if p["environment"]["cpu"] != cpu_now}
+        cpu_now = _cpu(sp)
+        same = [p for _, p in earlier if _cpu(p) == cpu_now]
+        last_other = {_cpu(p): p for _, p in earlier if _cpu(p) != cpu_now}
         others = (f"; earlier run{'s' if len(same) > 1 else ''} on the same CPU: "
                   + ", ".join(f"{_speed_target(p)[0]:.1f}x" for p in same) if same else "") + "".join(
             f"; last run on {cpu}: {_speed_target(p)[0]:.1f}x wall, {'met' if _speed_target(p)[3] else 'not met'}"
@@ -847,7 +871,7 @@ def targets_section(results_dir):
         rows.append(f"| event-driven vs SpikingJelly, ResNet-20, T={sp['settings']['T']}, "
                     f"{sp['settings']['threads']} threads | >= 10x faster at equal or better accuracy | "
                     f"{a.get('speedup_wall', float('nan')):.1f}x wall, {a.get('speedup_cpu_time', float('nan')):.1f}x "
-                    f"CPU time on {sp['environment']['cpu']} ({a.get('event_driven_variant', 'full T')}{acc}){others} "
+                    f"CPU time on {_cpu(sp)} ({a.get('event_driven_variant', 'full T')}{acc}){others} "
                     f"| {'met' if a.get('met') else '**not met**'} |")
         rows.append(f"| synaptic operations per core | >= 3 GSOP/s | "
                     f"{b.get('gsops_per_core_wall', float('nan')):.2f} per thread (wall), {b.get('gsops_per_cpu_second', float('nan')):.2f} per CPU-second | "
@@ -900,11 +924,11 @@ def _earlier_speed_text(d, results_dir):
         wall, cpu, variant, met = _speed_target(p)
         preset = p["settings"].get("snn", {}).get("preset", "best")
         sj_ms = p["spikingjelly"]["configs"]["best"]["ms_per_image"]
-        items.append(f"`{name}` ({p['environment']['cpu']}; rate-scaled rows {cfg(p)}; snncc {preset} converted and run "
+        items.append(f"`{name}` ({_cpu(p)}; rate-scaled rows {cfg(p)}; snncc {preset} converted and run "
                      f"with the code of that time): SpikingJelly {sj_ms:.0f} ms per image, unscaled event-driven "
                      f"{p['event_driven']['ms_per_image']:.0f} ms, {wall:.1f}x wall ({cpu:.1f}x CPU time) for "
                      f"{variant}: {'met' if met else 'not met'}")
-    return ["Earlier runs of the same command (this run: " + d["environment"]["cpu"] + ", SpikingJelly "
+    return ["Earlier runs of the same command (this run: " + _cpu(d) + ", SpikingJelly "
             f"{d['spikingjelly']['configs']['best']['ms_per_image']:.0f} ms per image, unscaled event-driven "
             f"{d['event_driven']['ms_per_image']:.0f} ms): " + "; ".join(items) + ". The lent 2-core machines "
             "differ between sessions (CPU above): the peer's time moves by several percent between runs on one "
@@ -913,7 +937,10 @@ def _earlier_speed_text(d, results_dir):
             "per-neuron, per-step floor was "
             f"{FLOOR_MS_TWO_PASS.get('Intel(R) Xeon(R) Processor')} ms per image against "
             f"{FLOOR_MS_TWO_PASS.get('AMD EPYC')} ms, and the "
-            "rate-scaled rows' time stopped following their SOPs.\n"]
+            "rate-scaled rows' time stopped following their SOPs."
+            + ("" if _if_update(d) == "_if_update_vec" else
+               f" This run's {_cpu(d)} has no AVX-512 (it ran {IF_UPDATE_TEXT[_if_update(d)]}) and "
+               f"runs the peer at {d['spikingjelly']['configs']['best']['ms_per_image']:.0f} ms per image.") + "\n"]
 
 
 def speed_section(path):
@@ -930,7 +957,7 @@ def speed_section(path):
     L = ["\n## Speed (benchmarks/bench_speed.py)\n",
          f"`python benchmarks/bench_speed.py -T {st['T']} --n {st['n']} --threads {st['threads']} "
          f"--peer-n {st['peer_n']}{opts}` on "
-         f"{env['cores']} cores ({env['cpu']}), all systems measured side by side in one run on the same "
+         f"{env['cores']} cores ({_cpu(d)}), all systems measured side by side in one run on the same "
          f"images; load average during the run {env['loadavg_start'][0]}-{env['loadavg_end'][0]}"
          + (" (above 1.5 at the start: other work had just run or was running, so CPU ms per image is the steadier "
             "figure). " if env['loadavg_start'][0] > 1.5

@@ -18,6 +18,7 @@ are element offsets, not checked against the bounds -- callers keep ``off + 16 <
 """
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, config
@@ -137,5 +138,51 @@ def if_fire16(typingctx, Vn, cur, idx, i, k):
         wide = ir.IntType(LANES)
         popcount = cgutils.get_or_insert_function(builder.module, ir.FunctionType(wide, [wide]), "llvm.ctpop.i16")
         return builder.zext(builder.call(popcount, [builder.bitcast(fired, wide)]), ir.IntType(64))
+
+    return sig, codegen
+
+
+#: ``FIRE8_LUT[m]``: the lanes set in the 8-bit mask ``m``, in increasing order (then zeros) --
+#: :func:`if_fire8`'s compaction by table look-up
+FIRE8_LUT = np.zeros((256, 8), np.int32)
+for _m in range(256):
+    _lanes = [b for b in range(8) if _m >> b & 1]
+    FIRE8_LUT[_m, :len(_lanes)] = _lanes
+del _m, _lanes
+
+
+@intrinsic
+def if_fire8(typingctx, Vn, cur, idx, lut, i, k):
+    """:func:`if_fire16` for 8 neurons ``i .. i+7`` without a vector compress instruction: the
+    fired lanes' mask (one ``vmovmskps`` on AVX2) selects a row of ``lut`` (:data:`FIRE8_LUT`), whose
+    lane numbers plus ``i`` are stored as one 8-lane vector at ``idx[k:k+8]`` (entries past the fired
+    ones are scratch, so the caller needs ``k + 8 <= len(idx)``); returns how many fired.  The same
+    float32 operations as the scalar loop, and the same indices in the same order.
+    """
+    if not _contiguous(Vn, cur, idx) or Vn.dtype != types.float32 or cur.dtype != types.float32 \
+            or idx.dtype != types.int32 or not isinstance(lut, types.Array) or lut.ndim != 2 \
+            or lut.layout != "C" or lut.dtype != types.int32:
+        return None
+    sig = types.int64(Vn, cur, idx, lut, types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        n = 8
+        i32, i8 = ir.IntType(32), ir.IntType(8)
+        vf, vi = ir.VectorType(ir.FloatType(), n), ir.VectorType(i32, n)
+        pv = _ptr(context, builder, signature.args[0], args[0], args[4], vf)
+        pc = _ptr(context, builder, signature.args[1], args[1], args[4], vf)
+        v = builder.fadd(builder.load(pv, align=4), builder.load(pc, align=4))
+        one, zero = ir.Constant(vf, [1.0] * n), ir.Constant(vf, [0.0] * n)
+        fired = builder.fcmp_ordered(">=", v, one)
+        builder.store(builder.fsub(v, builder.select(fired, one, zero)), pv, align=4)
+        m = builder.bitcast(fired, i8)
+        row = builder.mul(builder.zext(m, ir.IntType(64)), ir.Constant(ir.IntType(64), n))
+        lanes = builder.load(_ptr(context, builder, signature.args[3], args[3], row, vi), align=4)
+        base = builder.insert_element(ir.Constant(vi, ir.Undefined), builder.trunc(args[4], i32), ir.Constant(i32, 0))
+        base = builder.shuffle_vector(base, ir.Constant(vi, ir.Undefined), ir.Constant(vi, [0] * n))
+        builder.store(builder.add(base, lanes), _ptr(context, builder, signature.args[2], args[2], args[5], vi),
+                      align=4)
+        popcount = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i8, [i8]), "llvm.ctpop.i8")
+        return builder.zext(builder.call(popcount, [m]), ir.IntType(64))
 
     return sig, codegen

@@ -5,7 +5,7 @@ import pytest
 from numba import njit
 
 from snncc.runtime import kernels as K
-from snncc.runtime.simd import HAS_VECTOR_COMPRESS, LANES, if_fire16, vadd1, vadd2, vadd4
+from snncc.runtime.simd import FIRE8_LUT, HAS_VECTOR_COMPRESS, LANES, if_fire8, if_fire16, vadd1, vadd2, vadd4
 
 needs_compress = pytest.mark.skipif(not HAS_VECTOR_COMPRESS, reason="LLVM < 19: no vector compress (scalar IF path)")
 
@@ -71,15 +71,45 @@ def test_if_fire16_matches_scalar_equations():
     assert np.array_equal(V[:32], want_v[:32]) and fired[5]
 
 
-@needs_compress
-@pytest.mark.parametrize("size", [1, 15, 16, 17, 100, 1027])
-def test_if_update_vector_path_equals_scalar(size):
+@njit
+def _fire8(V, cur, idx, i, k):
+    return if_fire8(V, cur, idx, FIRE8_LUT, i, k)
+
+
+def test_fire8_lut_lists_each_masks_lanes():
+    for m in (0, 1, 0b10110010, 255):
+        lanes = [b for b in range(8) if m >> b & 1]
+        assert FIRE8_LUT[m, :len(lanes)].tolist() == lanes and not FIRE8_LUT[m, len(lanes):].any()
+
+
+def test_if_fire8_matches_scalar_equations():
+    rng = np.random.default_rng(1)
+    V = rng.uniform(-0.5, 1.5, 24).astype(np.float32)
+    cur = rng.uniform(-0.2, 0.6, 24).astype(np.float32)
+    V[13] = np.float32(1.0) - cur[13]                # lands exactly on the threshold: fires
+    idx = np.full(24, -7, np.int32)
+    want_v = V + cur
+    fired = want_v >= np.float32(1.0)
+    want_v = want_v - fired.astype(np.float32)
+    rest = V[16:].copy()
+    k = _fire8(V, cur, idx, 8, 3)                    # neurons 8..15, written from idx[3]
+    k0 = _fire8(V, cur, idx, 0, 3 + k)
+    assert k == fired[8:16].sum() and k0 == fired[:8].sum() and fired[13]
+    assert np.array_equal(idx[3:3 + k], np.flatnonzero(fired[8:16]) + 8)
+    assert np.array_equal(idx[3 + k:3 + k + k0], np.flatnonzero(fired[:8]))
+    assert (idx[:3] == -7).all()
+    assert np.array_equal(V[:16], want_v[:16]) and np.array_equal(V[16:], rest)      # neurons 16.. untouched
+
+
+@pytest.mark.parametrize("size", [1, 7, 8, 9, 15, 16, 17, 100, 1027])
+def test_if_update_vector_paths_equal_scalar(size):
     rng = np.random.default_rng(size)
+    paths = [K._if_update_scalar, K._if_update_lut] + ([K._if_update_vec] if HAS_VECTOR_COMPRESS else [])
     for rate in (0.0, 0.03, 0.5, 1.0):
         V0 = rng.uniform(0, 1, size).astype(np.float32)
         cur = (rng.uniform(0, 2 * rate, size)).astype(np.float32)
         out = []
-        for f in (K._if_update_scalar, K._if_update_vec):
+        for f in paths:
             V = V0.copy()
             idx = np.zeros(size, np.int32)
             cn = np.zeros(size, np.int32)
@@ -88,10 +118,11 @@ def test_if_update_vector_path_equals_scalar(size):
                 k = f(V, cur, np.zeros(size, np.uint8), idx, cn, True)
                 ks.append((k, idx[:k].copy()))
             out.append((V, cn, ks))
-        (Va, ca, ka), (Vb, cb, kb) = out
-        assert np.array_equal(Va, Vb) and np.array_equal(ca, cb)
-        for (k1, i1), (k2, i2) in zip(ka, kb):
-            assert k1 == k2 and np.array_equal(i1, i2)
+        (Va, ca, ka) = out[0]
+        for Vb, cb, kb in out[1:]:
+            assert np.array_equal(Va, Vb) and np.array_equal(ca, cb)
+            for (k1, i1), (k2, i2) in zip(ka, kb):
+                assert k1 == k2 and np.array_equal(i1, i2)
         assert ca.sum() == sum(k for k, _ in ka)
 
 
@@ -106,4 +137,4 @@ def test_host_has_compress_follows_numba_target(monkeypatch):
     monkeypatch.setattr(config, "CPU_FEATURES", None)
     monkeypatch.setattr(config, "CPU_NAME", "generic")
     assert simd.host_has_compress() is False
-    assert K._if_update is (K._if_update_vec if K.VEC_COMPRESS else K._if_update_scalar)
+    assert K._if_update is (K._if_update_vec if K.VEC_COMPRESS else K._if_update_lut)
