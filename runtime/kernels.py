@@ -339,16 +339,10 @@ VEC_COMPRESS = host_has_compress()
 
 
 @njit(cache=True)
-def _if_update_vec(Vn, cur, mask, idx, cn, count):
-    """:func:`_if_update` by :func:`~snncc.runtime.simd.if_fire16` blocks (fused update and compaction), the
-    last ``size % 16`` neurons by the scalar equations; ``mask`` is unused."""
-    S = Vn.shape[0]
-    k = 0
-    i = 0
-    while i + LANES <= S:
-        k += if_fire16(Vn, cur, idx, i, k)
-        i += LANES
-    for j in range(i, S):
+def _if_rest(Vn, cur, idx, cn, count, i, k):
+    """The vector IF paths' end: neurons ``i..`` by the scalar equations (their indices appended after the
+    ``k`` fired so far), then ``counts += s`` where ``count``; returns the number fired."""
+    for j in range(i, Vn.shape[0]):
         v = Vn[j] + cur[j]
         f = v >= ONE
         Vn[j] = v - np.float32(f)
@@ -358,6 +352,19 @@ def _if_update_vec(Vn, cur, mask, idx, cn, count):
         for j in range(k):
             cn[idx[j]] += 1
     return k
+
+
+@njit(cache=True)
+def _if_update_vec(Vn, cur, mask, idx, cn, count):
+    """:func:`_if_update` by :func:`~snncc.runtime.simd.if_fire16` blocks (fused update and compaction), the
+    last ``size % 16`` neurons by the scalar equations; ``mask`` is unused."""
+    S = Vn.shape[0]
+    k = 0
+    i = 0
+    while i + LANES <= S:
+        k += if_fire16(Vn, cur, idx, i, k)
+        i += LANES
+    return _if_rest(Vn, cur, idx, cn, count, i, k)
 
 
 @njit(cache=True)
@@ -371,16 +378,7 @@ def _if_update_lut(Vn, cur, mask, idx, cn, count):
     while i + 8 <= S:
         k += if_fire8(Vn, cur, idx, FIRE8_LUT, i, k)
         i += 8
-    for j in range(i, S):
-        v = Vn[j] + cur[j]
-        f = v >= ONE
-        Vn[j] = v - np.float32(f)
-        idx[k] = j
-        k += np.int64(f)
-    if count:
-        for j in range(k):
-            cn[idx[j]] += 1
-    return k
+    return _if_rest(Vn, cur, idx, cn, count, i, k)
 
 
 @njit(cache=True)

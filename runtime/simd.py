@@ -101,6 +101,22 @@ def host_has_compress() -> bool:
     return bool(llvm.get_host_cpu_features().get("avx512f", False))
 
 
+def _if_lanes(context, builder, signature, args, n, i):
+    """The IF equations of the ``n`` neurons ``i .. i+n-1`` (``V`` = ``args[0]``, ``cur`` = ``args[1]``, float32):
+    ``v = V + cur``, ``s = v >= 1``, ``V = v - s``; returns the ``<n x i1>`` spike mask and ``i`` broadcast to
+    ``<n x i32>`` (the fired neurons' indices are ``i + lane``)."""
+    i32 = ir.IntType(32)
+    vf, vi = ir.VectorType(ir.FloatType(), n), ir.VectorType(i32, n)
+    pv = _ptr(context, builder, signature.args[0], args[0], i, vf)
+    pc = _ptr(context, builder, signature.args[1], args[1], i, vf)
+    v = builder.fadd(builder.load(pv, align=4), builder.load(pc, align=4))
+    one, zero = ir.Constant(vf, [1.0] * n), ir.Constant(vf, [0.0] * n)
+    fired = builder.fcmp_ordered(">=", v, one)
+    builder.store(builder.fsub(v, builder.select(fired, one, zero)), pv, align=4)
+    base = builder.insert_element(ir.Constant(vi, ir.Undefined), builder.trunc(i, i32), ir.Constant(i32, 0))
+    return fired, builder.shuffle_vector(base, ir.Constant(vi, ir.Undefined), ir.Constant(vi, [0] * n))
+
+
 @intrinsic
 def if_fire16(typingctx, Vn, cur, idx, i, k):
     """IF update of the 16 neurons ``i .. i+15``; returns how many fired.
@@ -119,17 +135,9 @@ def if_fire16(typingctx, Vn, cur, idx, i, k):
     sig = types.int64(Vn, cur, idx, types.int64, types.int64)
 
     def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        vf, vi = ir.VectorType(ir.FloatType(), LANES), ir.VectorType(i32, LANES)
+        vi = ir.VectorType(ir.IntType(32), LANES)
         vm = ir.VectorType(ir.IntType(1), LANES)
-        pv = _ptr(context, builder, signature.args[0], args[0], args[3], vf)
-        pc = _ptr(context, builder, signature.args[1], args[1], args[3], vf)
-        v = builder.fadd(builder.load(pv, align=4), builder.load(pc, align=4))
-        one, zero = ir.Constant(vf, [1.0] * LANES), ir.Constant(vf, [0.0] * LANES)
-        fired = builder.fcmp_ordered(">=", v, one)
-        builder.store(builder.fsub(v, builder.select(fired, one, zero)), pv, align=4)
-        base = builder.insert_element(ir.Constant(vi, ir.Undefined), builder.trunc(args[3], i32), ir.Constant(i32, 0))
-        base = builder.shuffle_vector(base, ir.Constant(vi, ir.Undefined), ir.Constant(vi, [0] * LANES))
+        fired, base = _if_lanes(context, builder, signature, args, LANES, args[3])
         ids = builder.add(base, ir.Constant(vi, list(range(LANES))))
         compress = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vi, [vi, vm, vi]), "llvm.experimental.vector.compress.v16i32")
@@ -167,19 +175,11 @@ def if_fire8(typingctx, Vn, cur, idx, lut, i, k):
 
     def codegen(context, builder, signature, args):
         n = 8
-        i32, i8 = ir.IntType(32), ir.IntType(8)
-        vf, vi = ir.VectorType(ir.FloatType(), n), ir.VectorType(i32, n)
-        pv = _ptr(context, builder, signature.args[0], args[0], args[4], vf)
-        pc = _ptr(context, builder, signature.args[1], args[1], args[4], vf)
-        v = builder.fadd(builder.load(pv, align=4), builder.load(pc, align=4))
-        one, zero = ir.Constant(vf, [1.0] * n), ir.Constant(vf, [0.0] * n)
-        fired = builder.fcmp_ordered(">=", v, one)
-        builder.store(builder.fsub(v, builder.select(fired, one, zero)), pv, align=4)
+        i8, vi = ir.IntType(8), ir.VectorType(ir.IntType(32), n)
+        fired, base = _if_lanes(context, builder, signature, args, n, args[4])
         m = builder.bitcast(fired, i8)
         row = builder.mul(builder.zext(m, ir.IntType(64)), ir.Constant(ir.IntType(64), n))
         lanes = builder.load(_ptr(context, builder, signature.args[3], args[3], row, vi), align=4)
-        base = builder.insert_element(ir.Constant(vi, ir.Undefined), builder.trunc(args[4], i32), ir.Constant(i32, 0))
-        base = builder.shuffle_vector(base, ir.Constant(vi, ir.Undefined), ir.Constant(vi, [0] * n))
         builder.store(builder.add(base, lanes), _ptr(context, builder, signature.args[2], args[2], args[5], vi),
                       align=4)
         popcount = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i8, [i8]), "llvm.ctpop.i8")

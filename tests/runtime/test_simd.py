@@ -52,25 +52,6 @@ def test_vadd_rejects_non_contiguous():
         _vadd(dst[::2], 0, dst, np.zeros(1, np.int64))
 
 
-@needs_compress
-def test_if_fire16_matches_scalar_equations():
-    rng = np.random.default_rng(0)
-    V = rng.uniform(-0.5, 1.5, 48).astype(np.float32)
-    cur = rng.uniform(-0.2, 0.6, 48).astype(np.float32)
-    V[5] = np.float32(1.0) - cur[5]                  # lands exactly on the threshold: fires
-    idx = np.full(48, -7, np.int32)
-    want_v = V + cur
-    fired = want_v >= np.float32(1.0)
-    want_v = want_v - fired.astype(np.float32)
-    k = _fire(V, cur, idx, 16, 3)                    # neurons 16..31, written from idx[3]
-    k0 = _fire(V, cur, idx, 0, 3 + k)
-    assert k == fired[16:32].sum() and k0 == fired[:16].sum()
-    assert np.array_equal(idx[3:3 + k], np.flatnonzero(fired[16:32]) + 16)
-    assert np.array_equal(idx[3 + k:3 + k + k0], np.flatnonzero(fired[:16]))
-    assert (idx[:3] == -7).all()
-    assert np.array_equal(V[:32], want_v[:32]) and fired[5]
-
-
 @njit
 def _fire8(V, cur, idx, i, k):
     return if_fire8(V, cur, idx, FIRE8_LUT, i, k)
@@ -82,23 +63,28 @@ def test_fire8_lut_lists_each_masks_lanes():
         assert FIRE8_LUT[m, :len(lanes)].tolist() == lanes and not FIRE8_LUT[m, len(lanes):].any()
 
 
-def test_if_fire8_matches_scalar_equations():
-    rng = np.random.default_rng(1)
-    V = rng.uniform(-0.5, 1.5, 24).astype(np.float32)
-    cur = rng.uniform(-0.2, 0.6, 24).astype(np.float32)
-    V[13] = np.float32(1.0) - cur[13]                # lands exactly on the threshold: fires
-    idx = np.full(24, -7, np.int32)
+@pytest.mark.parametrize("lanes", [pytest.param(16, marks=needs_compress), 8])
+def test_if_fire_matches_scalar_equations(lanes):
+    """if_fire16 / if_fire8 on two blocks written one after the other: the scalar loop's V, the fired
+    indices in increasing order from idx[k], nothing else touched."""
+    fire = _fire if lanes == 16 else _fire8
+    n = 3 * lanes
+    rng = np.random.default_rng(lanes)
+    V = rng.uniform(-0.5, 1.5, n).astype(np.float32)
+    cur = rng.uniform(-0.2, 0.6, n).astype(np.float32)
+    V[5] = np.float32(1.0) - cur[5]                  # lands exactly on the threshold: fires
+    idx = np.full(n, -7, np.int32)
     want_v = V + cur
     fired = want_v >= np.float32(1.0)
     want_v = want_v - fired.astype(np.float32)
-    rest = V[16:].copy()
-    k = _fire8(V, cur, idx, 8, 3)                    # neurons 8..15, written from idx[3]
-    k0 = _fire8(V, cur, idx, 0, 3 + k)
-    assert k == fired[8:16].sum() and k0 == fired[:8].sum() and fired[13]
-    assert np.array_equal(idx[3:3 + k], np.flatnonzero(fired[8:16]) + 8)
-    assert np.array_equal(idx[3 + k:3 + k + k0], np.flatnonzero(fired[:8]))
+    rest = V[2 * lanes:].copy()
+    k = fire(V, cur, idx, lanes, 3)                  # neurons lanes..2*lanes-1, written from idx[3]
+    k0 = fire(V, cur, idx, 0, 3 + k)
+    assert k == fired[lanes:2 * lanes].sum() and k0 == fired[:lanes].sum() and fired[5]
+    assert np.array_equal(idx[3:3 + k], np.flatnonzero(fired[lanes:2 * lanes]) + lanes)
+    assert np.array_equal(idx[3 + k:3 + k + k0], np.flatnonzero(fired[:lanes]))
     assert (idx[:3] == -7).all()
-    assert np.array_equal(V[:16], want_v[:16]) and np.array_equal(V[16:], rest)      # neurons 16.. untouched
+    assert np.array_equal(V[:2 * lanes], want_v[:2 * lanes]) and np.array_equal(V[2 * lanes:], rest)
 
 
 @pytest.mark.parametrize("size", [1, 7, 8, 9, 15, 16, 17, 100, 1027])
