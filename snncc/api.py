@@ -262,7 +262,9 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
     for n in graph.populations():
         if n.op == "maxgate":
             n.attrs["rule"] = opts.maxgate
-    snnfile.set_param_dtype(graph, opts.param_dtype)   # the searches and bias calibration tune the stored weights
+    # the searches and bias calibration tune the stored weights; calibrate_bias and apply_zeta keep the precision,
+    # so the network returned is the one the file loads
+    snnfile.set_param_dtype(graph, opts.param_dtype)
     net = SpikingNetwork(graph)
     if opts.init_membrane == "auto" or opts.calibrate_bias or opts.compensate == "auto":    # simulations follow
         from snncc.runtime.kernels import COMPILE_NOTICE, compile_pending
@@ -285,8 +287,6 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
         from snncc.compensation import search_zeta
         search_zeta(net, cx, cy, timesteps=opts.zeta_timesteps, images=opts.zeta_images, log=log, progress=progress,
                     ann_pred=ann_pred)
-    snnfile.set_param_dtype(graph, opts.param_dtype)   # again, for the tuned biases and zeta: the saved network
-    net._net = None                                     # is the one returned (its runtime rebuilt from them)
     graph.meta["provenance"] = {
         "source_sha256": _model_hash(model) if not isinstance(model, (str, os.PathLike))
         or os.path.exists(model) else None,

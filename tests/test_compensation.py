@@ -189,6 +189,21 @@ def test_search_zeta_on_digits_uses_calibration_data_only(calib, monkeypatch):
     assert net._net is None                           # the runtime is rebuilt from the compensated graph
 
 
+def test_compensated_conversion_saves_exactly_what_it_returns(tmp_path):
+    """--compensate auto scales the rounded float32 parameters by zeta: apply_zeta rounds them again, so the
+    file loads exactly the network the conversion returned."""
+    from snncc import snnfile
+    net = snncc.convert(MODEL, CALIB, **PRE, preset="paper", zeta_timesteps=16, zeta_images=16, progress=False)
+    assert net.graph.meta["zeta"] > 1.0 and net.graph.meta["param_dtype"] == "float32"
+    net.save(str(tmp_path / "z.snn"))
+    back = snncc.load(str(tmp_path / "z.snn")).graph
+    for a, b in zip(snnfile._param_arrays(net.graph), snnfile._param_arrays(back)):
+        for k in a:
+            assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+            if a[k].dtype == np.float64:
+                assert np.array_equal(a[k], a[k].astype(np.float32))
+
+
 def test_search_zeta_without_labels_uses_ann_agreement(calib):
     x, _ = calib
     net = _paper_net()
