@@ -167,6 +167,7 @@ def _lambda_range(meta) -> tuple[float, float]:
 
 
 def _print_summary(con, net, out: str, seconds: float) -> None:
+    from snncc import snnfile
     g = net.graph
     pops = [p for p in g.populations() if p.op != "input"]      # as SpikingNetwork's repr counts them
     neurons = [p for p in pops if p.op == "neuron"]
@@ -183,14 +184,14 @@ def _print_summary(con, net, out: str, seconds: float) -> None:
               f"p{m.get('percentile')}{' of positive' if m.get('percentile_of') == 'positive' else ''}), shortcut norm {'on' if m.get('shortcut_norm', True) else 'off'}, "
               f"{rate}zeta {float(zeta):.4g}, initial membrane {m.get('init_membrane', 0)}, {seconds:.1f} s",
               soft_wrap=True)
-    con.print(f"  {os.path.getsize(out) / 1e6:.3g} MB, weights and biases stored as {m.get('param_dtype') or 'float64'}",
+    con.print(f"  {os.path.getsize(out) / 1e6:.3g} MB, weights and biases stored as {snnfile.param_dtype(g)}",
               soft_wrap=True)
 
 
 def cmd_inspect(a) -> int:
     from rich.table import Table
 
-    from snncc import api, synapses
+    from snncc import api, snnfile, synapses
     net = api.load(a.file)
     g = net.graph
     lam = g.meta.get("lambda") or {}
@@ -227,7 +228,7 @@ def cmd_inspect(a) -> int:
     prov = m.get("provenance") or {}
     con.print(_esc(f"preprocess {m.get('preprocess')}, input layout {m.get('input_layout')}, "
                    f"zeta {m.get('zeta', 1.0)}, initial membrane {m.get('init_membrane', 0)}, "
-                   f"weights and biases stored as {m.get('param_dtype') or 'float64'}"), soft_wrap=True)
+                   f"weights and biases stored as {snnfile.param_dtype(g)}"), soft_wrap=True)
     if prov:
         con.print(_esc(f"source {prov.get('source_name')} sha256 {str(prov.get('source_sha256'))[:16]}..., "
                        f"snncc {prov.get('snncc_version')}, created {prov.get('created')}"), soft_wrap=True)
