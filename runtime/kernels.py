@@ -532,10 +532,19 @@ def _certified(vo, rem, lo, pair, i0, ab):
 # ----------------------------------------------------------------------------------
 # the driver
 # ----------------------------------------------------------------------------------
+@njit(cache=True)
+def _stable(pred, t, m):
+    """Whether the predictions of steps ``t - m + 1 .. t`` (0-based) are all ``pred[t]``."""
+    for u in range(t - m + 1, t):
+        if pred[u] != pred[t]:
+            return False
+    return True
+
+
 @njit(cache=True, parallel=True)
 def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias, cbias,
               V, Vout, I, I0, idx, cnt, counts, gcounts, trains, tot, sops, active, pred, steps_run, final,
-              early_exit, lo, pair, i0out, ab, maxsize, block, count):
+              early_exit, lo, pair, i0out, ab, maxsize, block, count, stable):
     """Simulate steps ``t0 .. t1-1`` (0-based, of ``T``) of every image of the batch.
 
     Per image, the steps go in blocks of ``block`` (1 with ``early_exit``): for every
@@ -552,11 +561,13 @@ def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias, 
     ``early_exit``, an image whose final answer is certified (:func:`_certified`:
     ``lo``/``ab`` per image and class, ``pair`` per class pair, ``i0out`` the images'
     constant currents into the output) stops: ``active[n] = 0``, ``final[n]``,
-    ``steps_run[n] = t + 1``, and its later predictions repeat ``final[n]``.
+    ``steps_run[n] = t + 1``, and its later predictions repeat ``final[n]``.  With ``stable > 0``
+    (blocks of 1 step too) an image also stops, the same way, after the first step ``t`` whose
+    prediction is that of the ``stable - 1`` steps before it (not certified: a heuristic exit).
     """
     B = active.shape[0]
     P = pops.shape[0]
-    TB = 1 if early_exit else max(1, block)
+    TB = 1 if early_exit or stable > 0 else max(1, block)
     NS = idx.shape[1]
     for n in prange(B):
         mask = np.empty(maxsize, np.uint8)
@@ -674,6 +685,10 @@ def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias, 
                     final[n] = top
                     steps_run[n] = t + 1
                     active[n] = 0
+            if stable > 0 and active[n] != 0 and stable <= t + 1 < T and _stable(pred[n], t, stable):
+                final[n] = pred[n, t]
+                steps_run[n] = t + 1
+                active[n] = 0
 
 
 #: what the CLI says before a simulation that will compile the kernels first (``compile_pending``)

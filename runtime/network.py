@@ -505,12 +505,14 @@ class Network:
     def run(self, x: np.ndarray, timesteps: int, *, labels: np.ndarray | None = None,
             early_exit: bool = False, threads: int | None = None, batch_size: int = 64,
             callback: Callable | None = None, progress: bool = True, record: Iterable[str] = (),
-            trace: bool = False, until: str | None = None) -> RunResult:
+            trace: bool = False, until: str | None = None, exit_stable: int | None = None) -> RunResult:
         """Simulate raw channels-last images ``x`` (N, H, W, C) for ``timesteps`` steps.
 
         ``graph.meta['preprocess']`` is applied here.  ``labels`` (N,) adds
         ``accuracy_at``; ``early_exit`` stops an image once its final prediction is
-        certified (see docs/runtime.md); ``threads`` sets numba's thread count for the
+        certified (see docs/runtime.md); ``exit_stable = m`` stops an image once its prediction has
+        not changed for ``m`` consecutive steps (a heuristic: not certified, see docs/runtime.md);
+        ``threads`` sets numba's thread count for the
         call; ``callback(t, predictions_at_t, batch_slice)`` is called after each step
         t = 1..T of each batch; ``record`` names populations whose per-neuron rates are
         returned; ``trace`` keeps every spike train and output potential (small nets).
@@ -520,6 +522,8 @@ class Network:
         predictions (all -1).
         """
         T = check_timesteps(timesteps)
+        stable = 0 if exit_stable is None or (_integral(exit_stable) and exit_stable == 0) \
+            else _positive("exit_stable", exit_stable)
         want = f"(N, {', '.join(map(str, self.input_shape))})"
         x = check_images(x, want, "data")
         if tuple(x.shape[1:]) != self.input_shape:
@@ -534,9 +538,9 @@ class Network:
             if until not in known:
                 raise DataError(f"cannot simulate until unknown population {until!r}",
                                 f"choose among {', '.join(sorted(known))}")
-            if early_exit:
+            if early_exit or stable:
                 raise DataError("early exit needs the output population, which a run with `until` does not simulate",
-                                "drop early_exit or until")
+                                "drop early_exit/exit_stable or until")
             n_sim = next(p.index for p in self.pops if p.name == until) + 1
             known = {p.name for p in self.pops[:n_sim]}
         for r in record:
@@ -560,7 +564,8 @@ class Network:
             with tqdm(total=n, unit="img", desc=f"simulating T={T}", disable=not progress, leave=False) as bar:
                 for b0 in range(0, n, batch_size):
                     sl = slice(b0, min(n, b0 + batch_size))
-                    parts.append(self._run_batch(x[sl], T, early_exit, callback, sl, record, trace, n_sim))
+                    parts.append(self._run_batch(x[sl], T, early_exit, callback, sl, record, trace, n_sim,
+                                                 stable=stable))
                     bar.update(sl.stop - sl.start)
                     if labels is not None and n_sim == len(self.pops):
                         done = sl.stop
@@ -630,7 +635,7 @@ class Network:
         return ({r: np.concatenate(v) for r, v in rates.items()},
                 {k: np.concatenate(v) for k, v in trains.items()})
 
-    def _run_batch(self, xb, T, early_exit, callback, sl, record, trace, n_sim=None, seg=None) -> dict:
+    def _run_batch(self, xb, T, early_exit, callback, sl, record, trace, n_sim=None, seg=None, stable=0) -> dict:
         xb = preprocess(self.graph, xb)
         b = xb.shape[0]
         pr = self._prog
@@ -691,7 +696,8 @@ class Network:
         def steps(t0, t1):
             K.run_steps(t0, t1, T, prog_pops, pr.edges, pr.wts, pr.coord, pr.indptr, pr.indices, pr.data,
                         pr.bias_all, pr.cbias, V, Vout, I, I0, idx, cnt, counts, gcounts, tbuf, tot, sops, active,
-                        pred, steps_run, final, bool(early_exit), lo, self._pair, i0o, ab, pr.maxsize, block, count)
+                        pred, steps_run, final, bool(early_exit), lo, self._pair, i0o, ab, pr.maxsize, block, count,
+                        int(stable))
 
         spiking = [p for p in sim if p.op in ("neuron", "maxgate")]
         trains = {p.name: np.zeros((b, T, p.size), np.uint8) for p in spiking} if trace else {}

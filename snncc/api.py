@@ -163,7 +163,7 @@ class SpikingNetwork:
         """Simulate raw images ``x`` (model's own layout or channels-last) for ``timesteps`` steps.
 
         Keyword arguments go to :meth:`snncc.runtime.network.Network.run`
-        (``labels``, ``early_exit``, ``threads``, ``batch_size``, ``callback``,
+        (``labels``, ``early_exit``, ``exit_stable``, ``threads``, ``batch_size``, ``callback``,
         ``progress``, ``record``, ``trace``).  Returns its ``RunResult``.
         """
         from snncc.runtime.network import check_timesteps

@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=positive_int, default=64,
                    help="images per runtime batch (at most what keeps a batch within 2 GiB)")
     e.add_argument("--early-exit", action="store_true", help="stop an image once its answer is certain")
+    e.add_argument("--exit-stable", type=positive_int, metavar="M",
+                   help="stop an image once its prediction has not changed for M steps (a heuristic: "
+                        "not certified, the answer can differ from the full run's)")
     e.add_argument("--ann", help="the source ONNX model, to report the ANN's accuracy on the same images")
     e.add_argument("--json", help="write the results as JSON")
     e.add_argument("--plot", help="write accuracy-vs-time and per-layer plots (PNG)")

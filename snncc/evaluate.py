@@ -169,7 +169,8 @@ def run_eval(a) -> int:
     if log and compile_pending():
         log(COMPILE_NOTICE)
     t0 = time.time()
-    res = net.runtime.run(xc, T, labels=y, early_exit=a.early_exit, threads=a.threads,
+    stable = a.exit_stable
+    res = net.runtime.run(xc, T, labels=y, early_exit=a.early_exit, exit_stable=stable, threads=a.threads,
                           batch_size=a.batch_size, progress=_progress(a.quiet))
     secs = time.time() - t0
     n = xc.shape[0]
@@ -192,7 +193,7 @@ def run_eval(a) -> int:
                           "rate_gap": agree[p.name][1] if p.name in agree else None}
     out = {"snn_accuracy": acc_at[T], "timesteps": T, "images": n, "accuracy_at": {str(k): v for k, v in acc_at.items()},
            "sops_per_image": sops, "spikes_per_image": spikes, "seconds_per_image": secs / n,
-           "threads": a.threads, "early_exit": bool(a.early_exit),
+           "threads": a.threads, "early_exit": bool(a.early_exit), "exit_stable": stable,
            "mean_steps_run": float(np.mean(res.steps_run)),
            "ann_macs_per_image": macs,
            "energy_snn_uj": sops * a.fj_per_sop * 1e-9, "energy_ann_uj": macs * a.pj_per_flop * 1e-6,
@@ -227,7 +228,9 @@ def run_eval(a) -> int:
                   f"from T={lg['from_step']} to T={T}; more steps would likely gain more (e.g. -T {2 * T})",
                   soft_wrap=True)
     con.print(f"{spikes:,.0f} spikes and {sops:,.0f} SOPs per image; {secs / n * 1e3:.1f} ms per image"
-              + (f"; early exit ran {out['mean_steps_run']:.1f} of {T} steps on average" if a.early_exit else ""),
+              + (f"; early exit ran {out['mean_steps_run']:.1f} of {T} steps on average" if a.early_exit and not stable
+                 else f"; stopped after {stable} equal predictions: ran {out['mean_steps_run']:.1f} of {T} steps on "
+                      "average" + (" (or when certified)" if a.early_exit else "") if stable else ""),
               soft_wrap=True)
     con.print(f"energy per image: SNN {out['energy_snn_uj']:.3f} uJ ({a.fj_per_sop:g} fJ/SOP) vs ANN "
               f"{out['energy_ann_uj']:.3f} uJ ({macs:,} ops x {a.pj_per_flop:g} pJ)", soft_wrap=True)

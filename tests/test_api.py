@@ -135,6 +135,9 @@ BAD_RUN_ARGS = {   # keyword arguments of run() -> words of the one-line DataErr
     "threads negative": (dict(threads=-1), ["threads", "got -1"]),
     "threads float": (dict(threads=1.5), ["threads", "1.5"]),
     "callback not callable": (dict(callback=5), ["callback must be callable", "int"]),
+    "exit_stable negative": (dict(exit_stable=-3), ["exit_stable", "got -3"]),
+    "exit_stable float": (dict(exit_stable=2.5), ["exit_stable", "2.5"]),
+    "exit_stable bool": (dict(exit_stable=True), ["exit_stable", "True"]),
     "record unknown": (dict(record=["nope"]), ["unknown or unsimulated population 'nope'"]),
     "until unknown": (dict(until="nope"), ["until unknown population 'nope'"]),
 }
@@ -152,6 +155,7 @@ def test_run_rejects_bad_arguments_with_one_line(net, test_data, case):
 def test_run_until_rejects_early_exit_and_later_records(net, test_data):
     first, second = (p.name for p in net.runtime.pops[:2])
     for kw, words in ((dict(until=first, early_exit=True), ["early exit needs the output population"]),
+                      (dict(until=first, exit_stable=8), ["early exit needs the output population"]),
                       (dict(until=first, record=[second]), [f"unsimulated population {second!r}"])):
         with pytest.raises(DataError) as e:
             net.run(test_data[0][:4], timesteps=4, progress=False, **kw)

@@ -134,6 +134,28 @@ def test_eval_early_exit_same_accuracy_fewer_steps(full_eval, digits_snn, tmp_pa
     assert f"early exit ran {e['mean_steps_run']:.1f} of {T} steps on average" in so
 
 
+def test_eval_exit_stable_stops_at_the_rule(full_eval, digits_snn, tmp_path, capsys):
+    _, r, _ = full_eval
+    m = 8
+    rc, so, se = cli(capsys, "eval", digits_snn, "--data", TEST, "-T", T, "--limit", "100", "--exit-stable", m,
+                     "--threads", "1", "--json", tmp_path / "s.json", "-q")
+    assert rc == 0, se
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["exit_stable"] == m and s["early_exit"] is False
+    assert s["image_indices"] == r["image_indices"]
+    # the simulation is the full run's up to each image's exit: recompute the rule from the full run's
+    # per-step predictions (the first step s >= m whose prediction the m - 1 steps before it share)
+    x = np.load(TEST)["x"][s["image_indices"]]
+    full = snncc.load(digits_snn).run(x, T, progress=False, threads=1).predictions
+    steps = [next((t for t in range(m, T) if (p[t - m:t] == p[t - 1]).all()), T) for p in full]
+    assert s["mean_steps_run"] == pytest.approx(np.mean(steps)) and m <= s["mean_steps_run"] < T / 2
+    assert s["predictions"] == [int(p[t - 1]) for p, t in zip(full, steps)]
+    assert s["sops_per_image"] < r["sops_per_image"] / 2
+    assert f"stopped after {m} equal predictions: ran {s['mean_steps_run']:.1f} of {T} steps on average" in so
+    rc, _, se = cli(capsys, "eval", digits_snn, "--data", TEST, "-T", T, "--exit-stable", "0")
+    assert rc == 2 and "--exit-stable" in se and "\n" not in se.strip()
+
+
 def test_eval_threads_and_energy_options(full_eval, digits_snn, tmp_path, capsys):
     _, r, _ = full_eval      # ran with --threads 1 --batch-size 64
     rc, so, se = cli(capsys, "eval", digits_snn, "--data", TEST, "-T", T, "--limit", "100", "--threads", "1",

@@ -181,6 +181,44 @@ def test_early_exit_is_certified(seed):
 
 
 
+def _stable_exit_steps(pred, m):
+    """The step (1-based) after which a run with ``exit_stable=m`` stops each image: the first ``s``
+    in ``m..T-1`` whose prediction equals the ``m - 1`` before it, else ``T``."""
+    T = pred.shape[1]
+    out = np.full(len(pred), T)
+    for i, p in enumerate(pred):
+        for s in range(m, T):
+            if (p[s - m:s] == p[s - 1]).all():
+                out[i] = s
+                break
+    return out
+
+
+@pytest.mark.parametrize("seed, m", [(0, 1), (0, 4), (5, 9), (7, 25)])
+def test_exit_stable_stops_after_m_equal_predictions(seed, m):
+    g, x = random_resnet(seed, n_out=4)
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([x, dyadic(rng, (10,) + x.shape[1:], 0, 9)])
+    T = 60
+    net = Network(g)
+    full = net.run(x, T, progress=False, batch_size=7)
+    want = _stable_exit_steps(full.predictions, m)
+    assert want.min() < T                       # the rule fires on these nets
+    st = net.run(x, T, progress=False, exit_stable=m, batch_size=7)
+    assert np.array_equal(st.steps_run, want)
+    for i, s in enumerate(want):                # the full run up to the exit, then its answer then
+        assert np.array_equal(st.predictions[i, :s], full.predictions[i, :s])
+        assert (st.predictions[i, s:] == full.predictions[i, s - 1]).all()
+    for k in full.sops:
+        assert (st.sops[k] <= full.sops[k]).all()
+    # with the certified exit as well, an image stops at whichever rule fires first
+    ee = net.run(x, T, progress=False, early_exit=True, batch_size=7)
+    both = net.run(x, T, progress=False, early_exit=True, exit_stable=m, batch_size=7)
+    assert np.array_equal(both.steps_run, np.minimum(ee.steps_run, want))
+    # off: 0 or None is the full run
+    assert np.array_equal(net.run(x, T, progress=False, exit_stable=0).predictions, full.predictions)
+
+
 def test_early_exit_saves_steps():
     # a net whose output is dominated by a constant bias gap: certified early
     b = B((2, 2, 1))
@@ -308,7 +346,7 @@ def test_scratch_cap_shortens_blocks(monkeypatch):
     monkeypatch.setattr(rn, "_SCRATCH_BYTES", 4 * net._prog.NS * 2)
     seen = []
     real = rn.K.run_steps
-    monkeypatch.setattr(rn.K, "run_steps", lambda *a: (seen.append(a[-2]), real(*a))[1])
+    monkeypatch.setattr(rn.K, "run_steps", lambda *a: (seen.append(a[-3]), real(*a))[1])   # block, count, stable
     run = net.run(x, 12, progress=False)
     assert seen and set(seen) == {2}
     assert np.array_equal(run.predictions, ref["predictions"])
