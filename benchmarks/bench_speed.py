@@ -62,7 +62,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from snncc.argtypes import choices_list, positive_floats, positive_int   # standard library only: numpy is not loaded yet
+from snncc.argtypes import positive_ints, choices_list, positive_floats, positive_int   # standard library only: numpy is not loaded yet
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = 1 / 255
@@ -86,6 +86,10 @@ def parse_args(argv=None):
     p.add_argument("--rate-scale", type=positive_floats, default=[4.0], metavar="K[,K..]",
                    help="also convert with --rate-scale K (every firing rate / K), --init-membrane auto and bias "
                         "calibration for T steps, and time those networks too (default 4; none to skip)")
+    p.add_argument("--exit-stable", type=positive_ints, default=[], metavar="M[,M..]",
+                   help="also time the unscaled network with --exit-stable M (an image stops once its prediction "
+                        "has not changed for M steps: a heuristic, reported but not used for the 10x verdict; "
+                        "default none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the test subset (default 0)")
     p.add_argument("--dense", default="ort,reference", type=choices_list(("ort", "reference")),
                    help="dense baselines to run: comma list of ort, reference, or none (default both)")
@@ -404,18 +408,20 @@ def bench_reference(graph, x_nhwc: np.ndarray, T: int, threads: int) -> dict:
 # ----------------------------------------------------------------------------------
 # 3. event-driven runtime
 # ----------------------------------------------------------------------------------
-def bench_event(net, x_nhwc: np.ndarray, y: np.ndarray, T: int, threads: int, batch: int, early_exit: bool) -> dict:
-    net.run(x_nhwc[:2], 3, threads=threads, batch_size=batch, early_exit=early_exit, progress=False)  # JIT/cache load
+def bench_event(net, x_nhwc: np.ndarray, y: np.ndarray, T: int, threads: int, batch: int, early_exit: bool,
+                exit_stable: int | None = None) -> dict:
+    kw = dict(threads=threads, batch_size=batch, early_exit=early_exit, exit_stable=exit_stable, progress=False)
+    net.run(x_nhwc[:2], 3, **kw)                                    # JIT/cache load
     la = loadavg()
     t0, c0 = time.perf_counter(), time.process_time()
-    res = net.run(x_nhwc, T, labels=y, threads=threads, batch_size=batch, early_exit=early_exit, progress=False)
+    res = net.run(x_nhwc, T, labels=y, **kw)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     sops = res.total_sops.astype(np.float64)
     spikes = sum(v.astype(np.float64) for v in res.spikes.values())
     layers = {k: {"sops_per_image": float(np.mean(res.sops[k])),
                   "spikes_per_image": float(np.mean(res.spikes[k])) if k in res.spikes else 0.0,
                   "firing_rate": res.firing_rate.get(k)} for k in res.sops}
-    return {"images": int(len(x_nhwc)), "early_exit": early_exit, "wall_s": wall,
+    return {"images": int(len(x_nhwc)), "early_exit": early_exit, "exit_stable": exit_stable, "wall_s": wall,
             "ms_per_image": 1e3 * wall / len(x_nhwc), "cpu_ms_per_image": 1e3 * cpu / len(x_nhwc),
             "mean_steps": res.mean_steps,
             "sops_per_image": float(sops.mean()), "spikes_per_image": float(spikes.mean()),
@@ -677,6 +683,16 @@ def main(a) -> int:
     results["event_driven"] = {k: v for k, v in ev[False].items() if k != "pred_steps"}
     results["event_driven_early_exit"] = {k: v for k, v in ev[True].items() if k not in ("pred_steps", "layers")}
     results["event_driven_early_exit"]["same_final_predictions"] = same_final
+    results["event_driven_stable_exit"] = {}
+    for m in a.exit_stable:
+        r = bench_event(net, x_cl, y, T, threads, a.batch, False, exit_stable=m)
+        r.update(peer_accuracy(r["pred_steps"], y, peer_idx))
+        r["same_final_predictions_fraction"] = float(np.mean(r["pred_steps"][:, -1] == ev[False]["pred_steps"][:, -1]))
+        r["paired_difference_vs_full_points"] = paired((r["pred_steps"][:, -1] == y).astype(int),
+                                                       (ev[False]["pred_steps"][:, -1] == y).astype(int))
+        results["event_driven_stable_exit"][str(m)] = {k: v for k, v in r.items() if k not in ("pred_steps", "layers")}
+        log(f"event-driven, --exit-stable {m}: {r['ms_per_image']:.1f} ms/image, mean steps {r['mean_steps']:.1f}, "
+            f"{r['sops_per_image'] / 1e6:.0f} M SOPs/image, accuracy {r['accuracy']:.4f}")
     floor = bench_event(silent_network(net), x_cl[:min(n, 200)], y[:min(n, 200)], T, threads, a.batch, False)
     results["event_driven_floor"] = {k: floor[k] for k in ("images", "ms_per_image", "cpu_ms_per_image",
                                                             "sops_per_image", "spikes_per_image", "loadavg_before")}
@@ -791,6 +807,8 @@ def summarise(r: dict, T: int, threads: int) -> None:
     rs = r.get("event_driven_rate_scaled") or {}
     variants = [(ed, "snncc event-driven"), (ee, "snncc event-driven + early exit")]
     variants += [(d, f"snncc event-driven, --rate-scale {k}") for k, d in rs.items()]
+    st = r.get("event_driven_stable_exit") or {}
+    variants += [(d, f"snncc, --exit-stable {m} (heuristic)") for m, d in st.items()]
     for d, label in variants:
         tab.add_row(label, str(d["images"]), f"{d['ms_per_image']:.1f}", f"{d['cpu_ms_per_image']:.1f}",
                     f"{d['mean_steps']:.1f}", f"{d['sops_per_image'] / 1e6:.0f} M", f"{d['gsops']:.2f}",
@@ -816,7 +834,10 @@ def summarise(r: dict, T: int, threads: int) -> None:
             ratios[f"spikingjelly_{best_name}/event_driven_rate_scale_{k}"] = b["ms_per_image"] / d["ms_per_image"]
             ratios[f"spikingjelly_{best_name}/event_driven_rate_scale_{k} (CPU time)"] = \
                 b["cpu_ms_per_image"] / d["cpu_ms_per_image"]
-        # the fastest snncc variant at equal or better accuracy on the peer's images (else the fastest)
+        for m, d in st.items():
+            ratios[f"spikingjelly_{best_name}/event_driven_exit_stable_{m}"] = b["ms_per_image"] / d["ms_per_image"]
+        # the fastest snncc variant at equal or better accuracy on the peer's images (else the fastest); the
+        # --exit-stable rows are not candidates: they stop on a heuristic, not after the T steps compared
         named = [(ed, "full T"), (ee, "early exit")] + [(d, f"--rate-scale {k}") for k, d in rs.items()]
         good = [v for v in named if v[0]["accuracy_peer_images"] >= b["accuracy"]] or named
         fastest, fname = min(good, key=lambda v: v[0]["ms_per_image"])

@@ -954,7 +954,8 @@ def speed_section(path):
     rs = d.get("event_driven_rate_scaled") or {}
     peers = list(((d.get("spikingjelly") or {}).get("configs") or {}))
     opts = (f" --peer {','.join(peers)}" if peers and peers != ["best", "default"] else "") + \
-        (f" --rate-scale {','.join(rs)}" if rs else " --rate-scale none")
+        (f" --rate-scale {','.join(rs)}" if rs else " --rate-scale none") + \
+        (f" --exit-stable {','.join(d['event_driven_stable_exit'])}" if d.get("event_driven_stable_exit") else "")
     L = ["\n## Speed (benchmarks/bench_speed.py)\n",
          f"`python benchmarks/bench_speed.py -T {st['T']} --n {st['n']} --threads {st['threads']} "
          f"--peer-n {st['peer_n']}{opts}` on "
@@ -980,6 +981,13 @@ def speed_section(path):
         L.append(f"| snncc event-driven, `--rate-scale {k}` ({v0}bias calibrated for {r['calibrate_bias']} steps) | "
                  f"{r['images']} | {r['ms_per_image']:.0f} | {r['cpu_ms_per_image']:.0f} | "
                  f"{r['gsops_per_cpu_second']:.2f} | {100 * r['accuracy']:.1f}% |")
+    for m, r in (d.get("event_driven_stable_exit") or {}).items():
+        pdf = r.get("paired_difference_vs_full_points") or {}
+        L.append(f"| snncc event-driven, `--exit-stable {m}` (a heuristic exit: {r['mean_steps']:.0f} of {st['T']} "
+                 f"steps on average; same answer as the full run on {100 * r['same_final_predictions_fraction']:.1f}% "
+                 f"of the images, accuracy {pdf.get('mean', float('nan')):+.2f} +- {pdf.get('se') or 0:.2f} points "
+                 f"against it; not used for the verdict below) | {r['images']} | {r['ms_per_image']:.0f} | "
+                 f"{r['cpu_ms_per_image']:.0f} | {r['gsops_per_cpu_second']:.2f} | {100 * r['accuracy']:.1f}% |")
     fl = d.get("event_driven_floor")
     if fl:
         L.append(f"| snncc floor: the same network, every weight and bias zeroed (nothing fires) | {fl['images']} | "

@@ -51,6 +51,19 @@ def positive_floats(s: str) -> list[float]:
     return vals
 
 
+def positive_ints(s: str) -> list[int]:
+    """Comma-separated integers > 0 (``none`` = an empty list), e.g. ``32,64``."""
+    if s.strip() == "none":
+        return []
+    try:
+        vals = [int(v) for v in s.split(",") if v.strip()]
+    except ValueError:
+        vals = []
+    if not vals or any(v <= 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers or none, got {s!r}")
+    return vals
+
+
 def choices_list(allowed, none_ok: bool = True):
     """A type for a comma list of names from ``allowed`` (and ``none``): returns the list ([] for none)."""
     def parse(s: str) -> list[str]:

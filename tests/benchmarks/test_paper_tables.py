@@ -170,3 +170,21 @@ def test_floor_text_prefers_the_runs_own_floor():
     assert paper_tables._floor_text(d).startswith("8.2 ms per image in this run (the same network with every weight")
     assert paper_tables._floor_text({"environment": {"cpu": "Some CPU"}}).startswith("not measured on this machine")
     assert "23 ms on the Intel(R) Xeon(R) Processor" in paper_tables._floor_text(d)
+
+
+def test_speed_section_lists_exit_stable_rows_outside_the_verdict(tmp_path):
+    """A run with --exit-stable shows its rows (steps, agreement with the full run) and the option in the
+    command, and the 10x verdict stays the one bench_speed computed without them."""
+    src = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "results", "speed_resnet20.json")
+    with open(src) as f:
+        d = json.load(f)
+    row = dict(d["event_driven"], exit_stable=32, mean_steps=42.0, ms_per_image=18.7,
+               same_final_predictions_fraction=0.897, paired_difference_vs_full_points={"mean": 1.1, "se": 0.94})
+    d["event_driven_stable_exit"] = {"32": row}
+    (tmp_path / "speed_resnet20.json").write_text(json.dumps(d))
+    txt = "\n".join(paper_tables.speed_section(str(tmp_path / "speed_resnet20.json")))
+    assert "--rate-scale 4,6,8 --exit-stable 32`" in txt
+    assert ("| snncc event-driven, `--exit-stable 32` (a heuristic exit: 42 of 350 steps on average; same answer as "
+            "the full run on 89.7% of the images, accuracy +1.10 +- 0.94 points against it; not used for the verdict "
+            "below) | 1000 | 19 |") in txt
+    assert f"**met** ({d['targets']['10x_faster_than_spikingjelly_at_equal_accuracy']['speedup_wall']:.1f}x wall" in txt
