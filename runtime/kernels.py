@@ -544,7 +544,7 @@ def _stable(pred, t, m):
 @njit(cache=True, parallel=True)
 def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias, cbias,
               V, Vout, I, I0, idx, cnt, counts, gcounts, trains, tot, sops, active, pred, steps_run, final,
-              early_exit, lo, pair, i0out, ab, maxsize, block, count, stable):
+              early_exit, lo, pair, i0out, ab, maxsize, block, count, stable, first_in):
     """Simulate steps ``t0 .. t1-1`` (0-based, of ``T``) of every image of the batch.
 
     Per image, the steps go in blocks of ``block`` (1 with ``early_exit``): for every
@@ -561,9 +561,11 @@ def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias, 
     ``early_exit``, an image whose final answer is certified (:func:`_certified`:
     ``lo``/``ab`` per image and class, ``pair`` per class pair, ``i0out`` the images'
     constant currents into the output) stops: ``active[n] = 0``, ``final[n]``,
-    ``steps_run[n] = t + 1``, and its later predictions repeat ``final[n]``.  With ``stable > 0``
-    (blocks of 1 step too) an image also stops, the same way, after the first step ``t`` whose
-    prediction is that of the ``stable - 1`` steps before it (not certified: a heuristic exit).
+    ``steps_run[n] = t + 1``, and its later predictions repeat ``final[n]``.  ``first_in[n]`` records
+    the first step at which the output received input (a spike on one of its in-edges, or its constant
+    analog current).  With ``stable > 0`` (blocks of 1 step too) an image also stops, the same way, after
+    the first step ``t`` whose prediction is that of the ``stable - 1`` steps before it, all of them at or
+    after ``first_in[n]`` (not certified: a heuristic exit).
     """
     B = active.shape[0]
     P = pops.shape[0]
@@ -618,6 +620,8 @@ def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias, 
                         kind = edges[e, E_KIND]
                         sp = edges[e, E_SRC]
                         k = kb[sp, u]
+                        if op == OP_OUTPUT and k > 0 and first_in[n] < 0:
+                            first_in[n] = b0 + u
                         s0 = pops[sp, P_S] * TB + u * pops[sp, P_SIZE]
                         sidx = sbuf[s0:s0 + k]
                         g = edges[e, E_G:]
@@ -663,6 +667,8 @@ def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias, 
                             i = sbuf[d0 + j]
                             row[i >> 3] |= np.uint8(1 << (i & 7))
                     if op == OP_OUTPUT:
+                        if zb >= 0 and first_in[n] < 0:
+                            first_in[n] = b0 + u
                         _output_update(Vout[n], In, i0, zb >= 0, bias[bb:bb + C], C)
                         vo = Vout[n]
                         best = 0
@@ -685,7 +691,8 @@ def run_steps(t0, t1, T, pops, edges, wts, coords, indptr, indices, data, bias, 
                     final[n] = top
                     steps_run[n] = t + 1
                     active[n] = 0
-            if stable > 0 and active[n] != 0 and stable <= t + 1 < T and _stable(pred[n], t, stable):
+            if stable > 0 and active[n] != 0 and 0 <= first_in[n] <= t + 1 - stable and t + 1 < T \
+                    and _stable(pred[n], t, stable):
                 final[n] = pred[n, t]
                 steps_run[n] = t + 1
                 active[n] = 0

@@ -682,6 +682,7 @@ class Network:
         active = np.ones(b, dtype=np.uint8)
         pred = np.zeros((b, T), dtype=np.int64) if n_sim == n_pops else np.full((b, T), -1, dtype=np.int64)
         steps_run = np.full(b, T, dtype=np.int64)
+        first_in = np.full(b, -1, dtype=np.int64)
         final = np.zeros(b, dtype=np.int64)
         lo = np.broadcast_to(self._lo, (b, self.n_classes)).copy()
         ab = np.broadcast_to(self._abs, (b, self.n_classes)).copy()
@@ -697,7 +698,7 @@ class Network:
             K.run_steps(t0, t1, T, prog_pops, pr.edges, pr.wts, pr.coord, pr.indptr, pr.indices, pr.data,
                         pr.bias_all, pr.cbias, V, Vout, I, I0, idx, cnt, counts, gcounts, tbuf, tot, sops, active,
                         pred, steps_run, final, bool(early_exit), lo, self._pair, i0o, ab, pr.maxsize, block, count,
-                        int(stable))
+                        int(stable), first_in)
 
         spiking = [p for p in sim if p.op in ("neuron", "maxgate")]
         trains = {p.name: np.zeros((b, T, p.size), np.uint8) for p in spiking} if trace else {}

@@ -1,6 +1,7 @@
 """``snncc eval`` end to end on the embedded digits ResNet, and the helpers of snncc.evaluate."""
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -143,11 +144,11 @@ def test_eval_exit_stable_stops_at_the_rule(full_eval, digits_snn, tmp_path, cap
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["exit_stable"] == m and s["early_exit"] is False
     assert s["image_indices"] == r["image_indices"]
-    # the simulation is the full run's up to each image's exit: recompute the rule from the full run's
-    # per-step predictions (the first step s >= m whose prediction the m - 1 steps before it share)
-    x = np.load(TEST)["x"][s["image_indices"]]
-    full = snncc.load(digits_snn).run(x, T, progress=False, threads=1).predictions
-    steps = [next((t for t in range(m, T) if (p[t - m:t] == p[t - 1]).all()), T) for p in full]
+    # the simulation is the full run's up to each image's exit: recompute the rule from a full traced run
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "runtime"))
+    from rt_nets import stable_exit_steps
+    net = snncc.load(digits_snn)
+    steps, full = stable_exit_steps(net.runtime, net.prepare(np.load(TEST)["x"][s["image_indices"]]), T, m, threads=1)
     assert s["mean_steps_run"] == pytest.approx(np.mean(steps)) and m <= s["mean_steps_run"] < T / 2
     assert s["predictions"] == [int(p[t - 1]) for p, t in zip(full, steps)]
     assert s["sops_per_image"] < r["sops_per_image"] / 2

@@ -99,3 +99,26 @@ def random_resnet(seed=0, hw=8, c0=2, c1=4, c2=8, n_out=5):
     g = b.done()
     x = dyadic(rng, (6, hw, hw, c0), 0, 9)
     return g, x
+
+
+def stable_exit_steps(net, x, T, m, **kw):
+    """What ``net.run(x, T, exit_stable=m)`` must do, from a full traced run of ``net`` (a runtime ``Network``):
+    the step after which each image stops -- the first ``s < T`` with ``s >= first + m`` (``first``: the first
+    step, 0-based, at which a spike reached the output, 0 if the input feeds it) whose prediction the ``m - 1``
+    steps before it share, else ``T`` -- and the full run's per-step predictions."""
+    res = net.run(x, T, progress=False, trace=True, **kw)
+    out = next(p for p in net.pops if p.op == "output")
+    srcs = [s for s, _ in net.graph.in_edges(out.name)]
+    n = len(x)
+    if net.input_name in srcs:
+        first = np.zeros(n, np.int64)
+    else:
+        fired = sum(res.trains[s].reshape(n, T, -1).sum(-1) for s in srcs) > 0
+        first = np.where(fired.any(1), fired.argmax(1), T)
+    steps = np.full(n, T)
+    for i, p in enumerate(res.predictions):
+        for s in range(max(first[i] + m, 1), T):
+            if (p[s - m:s] == p[s - 1]).all():
+                steps[i] = s
+                break
+    return steps, res.predictions

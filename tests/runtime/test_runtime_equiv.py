@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from rt_nets import B, dyadic, random_resnet
+from rt_nets import B, dyadic, random_resnet, stable_exit_steps
 from snncc.ir import EdgeKind, Node, Synapse
 from snncc.nn import conv_out_hw
 from snncc.runtime import Network, simulate_reference
@@ -181,19 +181,6 @@ def test_early_exit_is_certified(seed):
 
 
 
-def _stable_exit_steps(pred, m):
-    """The step (1-based) after which a run with ``exit_stable=m`` stops each image: the first ``s``
-    in ``m..T-1`` whose prediction equals the ``m - 1`` before it, else ``T``."""
-    T = pred.shape[1]
-    out = np.full(len(pred), T)
-    for i, p in enumerate(pred):
-        for s in range(m, T):
-            if (p[s - m:s] == p[s - 1]).all():
-                out[i] = s
-                break
-    return out
-
-
 @pytest.mark.parametrize("seed, m", [(0, 1), (0, 4), (5, 9), (7, 25)])
 def test_exit_stable_stops_after_m_equal_predictions(seed, m):
     g, x = random_resnet(seed, n_out=4)
@@ -202,7 +189,8 @@ def test_exit_stable_stops_after_m_equal_predictions(seed, m):
     T = 60
     net = Network(g)
     full = net.run(x, T, progress=False, batch_size=7)
-    want = _stable_exit_steps(full.predictions, m)
+    want, pred = stable_exit_steps(net, x, T, m)
+    assert np.array_equal(pred, full.predictions)
     assert want.min() < T                       # the rule fires on these nets
     st = net.run(x, T, progress=False, exit_stable=m, batch_size=7)
     assert np.array_equal(st.steps_run, want)
@@ -346,7 +334,7 @@ def test_scratch_cap_shortens_blocks(monkeypatch):
     monkeypatch.setattr(rn, "_SCRATCH_BYTES", 4 * net._prog.NS * 2)
     seen = []
     real = rn.K.run_steps
-    monkeypatch.setattr(rn.K, "run_steps", lambda *a: (seen.append(a[-3]), real(*a))[1])   # block, count, stable
+    monkeypatch.setattr(rn.K, "run_steps", lambda *a: (seen.append(a[-4]), real(*a))[1])   # block, count, stable, first_in
     run = net.run(x, 12, progress=False)
     assert seen and set(seen) == {2}
     assert np.array_equal(run.predictions, ref["predictions"])
