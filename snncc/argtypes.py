@@ -38,30 +38,27 @@ def floats(s: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
 
 
-def positive_floats(s: str) -> list[float]:
-    """Comma-separated finite numbers > 0 (``none`` = an empty list), e.g. ``2,4``."""
+def _positive_list(s: str, conv, what: str) -> list:
+    """Comma-separated values of type ``conv`` that are > 0 and finite (``none`` = an empty list)."""
     if s.strip() == "none":
         return []
     try:
-        vals = [float(v) for v in s.split(",") if v.strip()]
+        vals = [conv(v) for v in s.split(",") if v.strip()]
     except ValueError:
         vals = []
     if not vals or any(not (v > 0 and v != float("inf")) for v in vals):
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive numbers or none, got {s!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive {what} or none, got {s!r}")
     return vals
+
+
+def positive_floats(s: str) -> list[float]:
+    """Comma-separated finite numbers > 0 (``none`` = an empty list), e.g. ``2,4``."""
+    return _positive_list(s, float, "numbers")
 
 
 def positive_ints(s: str) -> list[int]:
     """Comma-separated integers > 0 (``none`` = an empty list), e.g. ``32,64``."""
-    if s.strip() == "none":
-        return []
-    try:
-        vals = [int(v) for v in s.split(",") if v.strip()]
-    except ValueError:
-        vals = []
-    if not vals or any(v <= 0 for v in vals):
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers or none, got {s!r}")
-    return vals
+    return _positive_list(s, int, "integers")
 
 
 def choices_list(allowed, none_ok: bool = True):

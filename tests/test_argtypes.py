@@ -3,7 +3,7 @@ import argparse
 
 import pytest
 
-from snncc.argtypes import choices_list, floats, nonnegative_int, positive_floats, positive_int
+from snncc.argtypes import choices_list, floats, nonnegative_int, positive_floats, positive_int, positive_ints
 from snncc.errors import SnnccError, one_line
 
 
@@ -25,6 +25,13 @@ def test_positive_floats():
     for bad in ("0", "-1", "2,0", "inf", "nan", "x", ""):
         with pytest.raises(argparse.ArgumentTypeError, match="positive numbers"):
             positive_floats(bad)
+
+
+def test_positive_ints():
+    assert positive_ints("32") == [32] and positive_ints("32, 64") == [32, 64] and positive_ints("none") == []
+    for bad in ("0", "-1", "32,0", "2.5", "inf", "x", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="positive integers"):
+            positive_ints(bad)
 
 
 def test_floats_and_choices_list():

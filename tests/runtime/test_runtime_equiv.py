@@ -157,14 +157,18 @@ def test_preprocess_applied():
     _check_identical(g, x, 12)
 
 
-@pytest.mark.parametrize("seed", [0, 5])
-def test_early_exit_is_certified(seed):
+def _exit_case(seed, T=60):
+    """A random ResNet with 4 classes, its images plus 10 dyadic ones, and its full run of T steps."""
     g, x = random_resnet(seed, n_out=4)
     rng = np.random.default_rng(seed)
     x = np.concatenate([x, dyadic(rng, (10,) + x.shape[1:], 0, 9)])
-    T = 60
     net = Network(g)
-    full = net.run(x, T, progress=False, batch_size=7)
+    return net, x, T, net.run(x, T, progress=False, batch_size=7)
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_early_exit_is_certified(seed):
+    net, x, T, full = _exit_case(seed)
     ee = net.run(x, T, progress=False, early_exit=True, batch_size=7)
     assert np.array_equal(ee.predictions[:, -1], full.predictions[:, -1])
     assert (ee.steps_run <= T).all()
@@ -180,15 +184,9 @@ def test_early_exit_is_certified(seed):
         assert (ee.sops[k] <= full.sops[k]).all()
 
 
-
 @pytest.mark.parametrize("seed, m", [(0, 1), (0, 4), (5, 9), (7, 25)])
 def test_exit_stable_stops_after_m_equal_predictions(seed, m):
-    g, x = random_resnet(seed, n_out=4)
-    rng = np.random.default_rng(seed)
-    x = np.concatenate([x, dyadic(rng, (10,) + x.shape[1:], 0, 9)])
-    T = 60
-    net = Network(g)
-    full = net.run(x, T, progress=False, batch_size=7)
+    net, x, T, full = _exit_case(seed)
     want, pred = stable_exit_steps(net, x, T, m)
     assert np.array_equal(pred, full.predictions)
     assert want.min() < T                       # the rule fires on these nets
