@@ -227,10 +227,10 @@ def run_eval(a) -> int:
         con.print(f"accuracy was still rising: {100 * lg['gain']:+.2f} +- {100 * lg['standard_error']:.2f} points "
                   f"from T={lg['from_step']} to T={T}; more steps would likely gain more (e.g. -T {2 * T})",
                   soft_wrap=True)
-    con.print(f"{spikes:,.0f} spikes and {sops:,.0f} SOPs per image; {secs / n * 1e3:.1f} ms per image"
-              + (f"; early exit ran {out['mean_steps_run']:.1f} of {T} steps on average" if a.early_exit and not stable
-                 else f"; stopped after {stable} equal predictions: ran {out['mean_steps_run']:.1f} of {T} steps on "
-                      "average" + (" (or when certified)" if a.early_exit else "") if stable else ""),
+    ran = f"ran {out['mean_steps_run']:.1f} of {T} steps on average"
+    exits = (f"; stopped after {stable} equal predictions: {ran}" + (" (or when certified)" if a.early_exit else "")
+             if stable else f"; early exit {ran}" if a.early_exit else "")
+    con.print(f"{spikes:,.0f} spikes and {sops:,.0f} SOPs per image; {secs / n * 1e3:.1f} ms per image{exits}",
               soft_wrap=True)
     con.print(f"energy per image: SNN {out['energy_snn_uj']:.3f} uJ ({a.fj_per_sop:g} fJ/SOP) vs ANN "
               f"{out['energy_ann_uj']:.3f} uJ ({macs:,} ops x {a.pj_per_flop:g} pJ)", soft_wrap=True)
