@@ -62,7 +62,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from snncc.argtypes import positive_ints, choices_list, positive_floats, positive_int   # standard library only: numpy is not loaded yet
+from snncc.argtypes import choices_list, positive_floats, positive_int, positive_ints   # standard library only: numpy is not loaded yet
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = 1 / 255
@@ -684,12 +684,13 @@ def main(a) -> int:
     results["event_driven_early_exit"] = {k: v for k, v in ev[True].items() if k not in ("pred_steps", "layers")}
     results["event_driven_early_exit"]["same_final_predictions"] = same_final
     results["event_driven_stable_exit"] = {}
+    full_final = ev[False]["pred_steps"][:, -1]
     for m in a.exit_stable:
         r = bench_event(net, x_cl, y, T, threads, a.batch, False, exit_stable=m)
         r.update(peer_accuracy(r["pred_steps"], y, peer_idx))
-        r["same_final_predictions_fraction"] = float(np.mean(r["pred_steps"][:, -1] == ev[False]["pred_steps"][:, -1]))
+        r["same_final_predictions_fraction"] = float(np.mean(r["pred_steps"][:, -1] == full_final))
         r["paired_difference_vs_full_points"] = paired((r["pred_steps"][:, -1] == y).astype(int),
-                                                       (ev[False]["pred_steps"][:, -1] == y).astype(int))
+                                                       (full_final == y).astype(int))
         results["event_driven_stable_exit"][str(m)] = {k: v for k, v in r.items() if k not in ("pred_steps", "layers")}
         log(f"event-driven, --exit-stable {m}: {r['ms_per_image']:.1f} ms/image, mean steps {r['mean_steps']:.1f}, "
             f"{r['sops_per_image'] / 1e6:.0f} M SOPs/image, accuracy {r['accuracy']:.4f}")

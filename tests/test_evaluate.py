@@ -10,6 +10,8 @@ import snncc
 from snncc import evaluate
 from snncc.cli import main
 from digits import MODEL, CALIB, TEST, PRE_ARGS as PRE
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "runtime"))
+from rt_nets import stable_exit_steps  # noqa: E402
 
 T = 32
 
@@ -145,8 +147,6 @@ def test_eval_exit_stable_stops_at_the_rule(full_eval, digits_snn, tmp_path, cap
     assert s["exit_stable"] == m and s["early_exit"] is False
     assert s["image_indices"] == r["image_indices"]
     # the simulation is the full run's up to each image's exit: recompute the rule from a full traced run
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "runtime"))
-    from rt_nets import stable_exit_steps
     net = snncc.load(digits_snn)
     steps, full = stable_exit_steps(net.runtime, net.prepare(np.load(TEST)["x"][s["image_indices"]]), T, m, threads=1)
     assert s["mean_steps_run"] == pytest.approx(np.mean(steps)) and m <= s["mean_steps_run"] < T / 2
