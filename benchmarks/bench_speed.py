@@ -62,7 +62,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from snncc.argtypes import choices_list, positive_floats, positive_int, positive_ints   # standard library only: numpy is not loaded yet
+from snncc.argtypes import choices_list, positive_floats, positive_int, positive_ints_or_auto   # standard library only: numpy is not loaded yet
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = 1 / 255
@@ -86,9 +86,10 @@ def parse_args(argv=None):
     p.add_argument("--rate-scale", type=positive_floats, default=[4.0], metavar="K[,K..]",
                    help="also convert with --rate-scale K (every firing rate / K), --init-membrane auto and bias "
                         "calibration for T steps, and time those networks too (default 4; none to skip)")
-    p.add_argument("--exit-stable", type=positive_ints, default=[], metavar="M[,M..]",
+    p.add_argument("--exit-stable", type=positive_ints_or_auto, default=[], metavar="M|auto[,..]",
                    help="also time the unscaled network with --exit-stable M (an image stops once its prediction "
                         "has not changed for M steps: a heuristic, reported but not used for the 10x verdict; "
+                        "auto: the window snncc.exitsearch chooses on the calibration images for T steps; "
                         "default none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the test subset (default 0)")
     p.add_argument("--dense", default="ort,reference", type=choices_list(("ort", "reference")),
@@ -686,13 +687,30 @@ def main(a) -> int:
     results["event_driven_stable_exit"] = {}
     full_final = ev[False]["pred_steps"][:, -1]
     for m in a.exit_stable:
-        r = bench_event(net, x_cl, y, T, threads, a.batch, False, exit_stable=m)
+        window, search = m, None
+        if m == "auto":        # chosen on calibration images (labelled), as `snncc --exit-stable auto` does
+            from snncc.exitsearch import search_exit_stable
+            t0 = time.perf_counter()
+            cxs, cys = subset(cx_all, cy_all, a.calib_limit)
+            search = search_exit_stable(net, net.prepare(cxs), cys, timesteps=T, progress=False)
+            window = search["m"]
+            search = {k: search[k] for k in ("m", "loss", "loss_se", "mean_steps", "images", "tolerance",
+                                             "criterion")} | {"search_s": time.perf_counter() - t0}
+            if window is None:
+                log(f"--exit-stable auto: no window within {search['tolerance']:g} points on the calibration "
+                    f"images: the row is skipped")
+                continue
+            log(f"--exit-stable auto: window {window} chosen on {search['images']} calibration images "
+                f"({search['search_s']:.0f} s)")
+        r = bench_event(net, x_cl, y, T, threads, a.batch, False, exit_stable=window)
         r.update(peer_accuracy(r["pred_steps"], y, peer_idx))
+        if search is not None:
+            r["window_search"] = search
         r["same_final_predictions_fraction"] = float(np.mean(r["pred_steps"][:, -1] == full_final))
         r["paired_difference_vs_full_points"] = paired((r["pred_steps"][:, -1] == y).astype(int),
                                                        (full_final == y).astype(int))
         results["event_driven_stable_exit"][str(m)] = {k: v for k, v in r.items() if k not in ("pred_steps", "layers")}
-        log(f"event-driven, --exit-stable {m}: {r['ms_per_image']:.1f} ms/image, mean steps {r['mean_steps']:.1f}, "
+        log(f"event-driven, --exit-stable {m}{f' ({window})' if m == 'auto' else ''}: {r['ms_per_image']:.1f} ms/image, mean steps {r['mean_steps']:.1f}, "
             f"{r['sops_per_image'] / 1e6:.0f} M SOPs/image, accuracy {r['accuracy']:.4f}")
     floor = bench_event(silent_network(net), x_cl[:min(n, 200)], y[:min(n, 200)], T, threads, a.batch, False)
     results["event_driven_floor"] = {k: floor[k] for k in ("images", "ms_per_image", "cpu_ms_per_image",
@@ -809,7 +827,8 @@ def summarise(r: dict, T: int, threads: int) -> None:
     variants = [(ed, "snncc event-driven"), (ee, "snncc event-driven + early exit")]
     variants += [(d, f"snncc event-driven, --rate-scale {k}") for k, d in rs.items()]
     st = r.get("event_driven_stable_exit") or {}
-    variants += [(d, f"snncc, --exit-stable {m} (heuristic)") for m, d in st.items()]
+    variants += [(d, f"snncc, --exit-stable {m}{' = ' + str(d['exit_stable']) if m == 'auto' else ''} (heuristic)")
+                 for m, d in st.items()]
     for d, label in variants:
         tab.add_row(label, str(d["images"]), f"{d['ms_per_image']:.1f}", f"{d['cpu_ms_per_image']:.1f}",
                     f"{d['mean_steps']:.1f}", f"{d['sops_per_image'] / 1e6:.0f} M", f"{d['gsops']:.2f}",

@@ -983,7 +983,9 @@ def speed_section(path):
                  f"{r['gsops_per_cpu_second']:.2f} | {100 * r['accuracy']:.1f}% |")
     for m, r in (d.get("event_driven_stable_exit") or {}).items():
         pdf = r.get("paired_difference_vs_full_points") or {}
-        L.append(f"| snncc event-driven, `--exit-stable {m}` (a heuristic exit: {r['mean_steps']:.0f} of {st['T']} "
+        ws = r.get("window_search")
+        chosen = (f"window {r['exit_stable']} chosen on {ws['images']} calibration images, " if ws else "")
+        L.append(f"| snncc event-driven, `--exit-stable {m}` ({chosen}a heuristic exit: {r['mean_steps']:.0f} of {st['T']} "
                  f"steps on average; same answer as the full run on {100 * r['same_final_predictions_fraction']:.1f}% "
                  f"of the images, accuracy {pdf.get('mean', float('nan')):+.2f} +- {pdf.get('se') or 0:.2f} points "
                  f"against it; not used for the verdict below) | {r['images']} | {r['ms_per_image']:.0f} | "

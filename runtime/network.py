@@ -107,7 +107,10 @@ class RunResult:
     * ``accuracy_at`` {t: accuracy} for t = 1..T when labels were given;
     * ``trains`` {population: (N, T, size) uint8} and ``potential_trace`` (N, T, n_classes)
       when ``trace=True`` (small nets only);
-    * ``input_macs`` (N,) multiply-accumulates of the analog first layer (computed once).
+    * ``input_macs`` (N,) multiply-accumulates of the analog first layer (computed once);
+    * ``first_input`` (N,) int64: the first step (0-based) at which the output received input
+      (a spike on one of its in-edges, or its analog current), -1 if none: the start of the
+      window the stable-prediction exit counts (``exit_stable``, :mod:`snncc.exitsearch`).
     """
 
     predictions: np.ndarray
@@ -125,6 +128,7 @@ class RunResult:
     potential_trace: np.ndarray | None = None
     input_macs: np.ndarray | None = None
     wall_time: float = 0.0
+    first_input: np.ndarray | None = None
 
     def accuracy(self, t: int | None = None) -> float:
         """Accuracy of the prediction after step ``t`` (1..T; default T)."""
@@ -511,7 +515,8 @@ class Network:
         ``graph.meta['preprocess']`` is applied here.  ``labels`` (N,) adds
         ``accuracy_at``; ``early_exit`` stops an image once its final prediction is
         certified (see docs/runtime.md); ``exit_stable = m`` stops an image once its prediction has
-        not changed for ``m`` consecutive steps (a heuristic: not certified, see docs/runtime.md);
+        not changed for ``m`` consecutive steps (a heuristic: not certified, see docs/runtime.md;
+        ``"auto"``: the window chosen on calibration images at conversion, :mod:`snncc.exitsearch`);
         ``threads`` sets numba's thread count for the
         call; ``callback(t, predictions_at_t, batch_slice)`` is called after each step
         t = 1..T of each batch; ``record`` names populations whose per-neuron rates are
@@ -522,8 +527,7 @@ class Network:
         predictions (all -1).
         """
         T = check_timesteps(timesteps)
-        stable = 0 if exit_stable is None or (_integral(exit_stable) and exit_stable == 0) \
-            else _positive("exit_stable", exit_stable)
+        stable = self.exit_window(exit_stable)
         want = f"(N, {', '.join(map(str, self.input_shape))})"
         x = check_images(x, want, "data")
         if tuple(x.shape[1:]) != self.input_shape:
@@ -576,6 +580,19 @@ class Network:
                 numba.set_num_threads(old_threads)
         return self._collect(parts, n, T, labels if n_sim == len(self.pops) else None, record, trace,
                              time.perf_counter() - t0)
+
+    def exit_window(self, exit_stable) -> int:
+        """``exit_stable`` as the runtime's window (0: off): a positive int, None/0, or ``"auto"``, the window
+        chosen at conversion (``meta['exit_stable']``, :mod:`snncc.exitsearch`; none chosen: off)."""
+        if isinstance(exit_stable, str) and exit_stable == "auto":
+            rec = self.graph.meta.get("exit_stable")
+            if not isinstance(rec, dict):
+                raise DataError("exit_stable='auto' needs the window chosen at conversion, and this network has none",
+                                "convert with --exit-stable auto, or give the window (e.g. --exit-stable 64)")
+            return int(rec.get("m") or 0)
+        if exit_stable is None or (_integral(exit_stable) and exit_stable == 0):
+            return 0
+        return _positive("exit_stable", exit_stable)
 
     def run_segment(self, x: np.ndarray, timesteps: int, first: str, last: str,
                     replay: dict[str, np.ndarray], keep: Iterable[str] = (), record: Iterable[str] = (),
@@ -718,7 +735,7 @@ class Network:
                 if callback is not None:
                     callback(t + 1, pred[:, t].copy(), sl)
         vfinal = Vout
-        res = {"pred": pred, "pot": vfinal, "steps": steps_run, "macs": macs,
+        res = {"pred": pred, "pot": vfinal, "steps": steps_run, "macs": macs, "first": first_in,
                "spikes": {}, "sops": {}, "perr": {}, "rates": {}, "trains": trains, "ptrace": ptrace,
                "kept": {p.name: tbuf[:, toff[p.name]:toff[p.name] + T * packed_size(p.size)].reshape(b, T, -1).copy()
                         for p in sim if p.name in keep}}
@@ -759,6 +776,7 @@ class Network:
             potential_trace=cat(lambda p: p["ptrace"]) if parts and trace else None,
             input_macs=cat(lambda p: p["macs"]) if parts else None,
             wall_time=wall,
+            first_input=cat(lambda p: p["first"]) if parts else None,
         )
         if labels is not None and parts:
             acc = (pred == labels[:, None]).mean(axis=0)

@@ -21,6 +21,7 @@ import numpy as np
 from snncc import data as _data
 from snncc import snnfile
 from snncc.errors import SnnccError, SnnFileError, one_line
+from snncc.exitsearch import TOLERANCE as EXIT_TOLERANCE
 from snncc.ir import Graph
 from snncc.presets import (LAYERS_PER_GROUP, MAXGATE_RULES, PARAM_DTYPE, PARAM_DTYPES, PERCENTILE_OF,  # noqa: F401
                            PRESETS, ZETA_IMAGES, ZETA_TIMESTEPS)                                # (re-exported)
@@ -51,6 +52,8 @@ class ConvertOptions:
     rate_scale: float = 1.0                # every lambda x K: every firing rate / K (normalize)
     calibrate_bias_group: int = LAYERS_PER_GROUP   # bias calibration: layers corrected per simulation
     param_dtype: str = PARAM_DTYPE         # precision the .snn stores weights and biases in (snnfile.set_param_dtype)
+    exit_stable: int | str | None = None   # the stable-prediction exit's window to store, or "auto" (snncc.exitsearch)
+    exit_tolerance: float = EXIT_TOLERANCE  # --exit-stable auto: points of calibration accuracy a window may lose
     extra: dict = field(default_factory=dict)
 
 
@@ -110,6 +113,18 @@ def resolve_options(preset: str = "best", **overrides) -> ConvertOptions:
                              f"e.g. --{name} {'0.485,0.456,0.406' if name == 'mean' else '0.229,0.224,0.225'}")
     if opts.std is not None and any(s <= 0 for s in opts.std):
         raise SnnccError("every --std value must be positive", "e.g. --std 0.229,0.224,0.225")
+    if isinstance(opts.exit_stable, str) and opts.exit_stable.strip().isdigit():
+        opts.exit_stable = int(opts.exit_stable)
+    if opts.exit_stable is not None and not (isinstance(opts.exit_stable, str) and opts.exit_stable == "auto") and (
+            isinstance(opts.exit_stable, bool) or not isinstance(opts.exit_stable, (int, np.integer))
+            or opts.exit_stable <= 0):
+        raise SnnccError(f"--exit-stable takes a positive number of steps or auto, got {opts.exit_stable!r}",
+                         "e.g. --exit-stable auto (chosen on calibration images) or --exit-stable 64")
+    if isinstance(opts.exit_tolerance, bool) or not isinstance(opts.exit_tolerance, (int, float, np.integer, np.floating)) \
+            or not (0 <= opts.exit_tolerance <= 100):
+        raise SnnccError(f"--exit-tolerance takes accuracy points in [0, 100], got {opts.exit_tolerance!r}",
+                         f"e.g. --exit-tolerance {EXIT_TOLERANCE:g}")
+    opts.exit_tolerance = float(opts.exit_tolerance)
     if isinstance(opts.compensate, str) and opts.compensate not in ("none", "auto"):
         try:
             opts.compensate = float(opts.compensate)
@@ -204,7 +219,8 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
             maxgate: str | None = None, calib_limit: int | None = None,
             zeta_timesteps: int | None = None, zeta_images: int | None = None,
             rate_scale: float | None = None, calibrate_bias_group: int | None = None,
-            batch_size: int | None = None, param_dtype: str | None = None, verify: bool = False,
+            batch_size: int | None = None, param_dtype: str | None = None,
+            exit_stable: int | str | None = None, exit_tolerance: float | None = None, verify: bool = False,
             dump_ir: str | None = None, progress: bool = True, log: Callable[[str], None] | None = None) -> SpikingNetwork:
     """Convert an ONNX model (path, bytes or ``onnx.ModelProto``) into a :class:`SpikingNetwork`.
 
@@ -222,7 +238,8 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
                            percentile_of=percentile_of, channel_wise=channel_wise, shortcut_norm=shortcut_norm, init_membrane=init_membrane,
                            compensate=compensate, calibrate_bias=calibrate_bias, maxgate=maxgate, calib_limit=calib_limit,
                            zeta_timesteps=zeta_timesteps, zeta_images=zeta_images, rate_scale=rate_scale,
-                           calibrate_bias_group=calibrate_bias_group, batch_size=batch_size, param_dtype=param_dtype)
+                           calibrate_bias_group=calibrate_bias_group, batch_size=batch_size, param_dtype=param_dtype,
+                           exit_stable=exit_stable, exit_tolerance=exit_tolerance)
     if opts.rate_scale != 1.0 and calibrate_bias is None and opts.calibrate_bias:
         log(f"rate scale {opts.rate_scale:g}: bias calibration runs for {opts.calibrate_bias} steps "
             f"(the preset's {PRESETS[preset]['calibrate_bias']} x {opts.rate_scale:g}; --calibrate-bias T to choose)")
@@ -246,7 +263,7 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
         log(f"calibration limit {opts.calib_limit} is more than the {cx.shape[0]} calibration images: using all of them")
     cx, cy = _data.subset(cx, cy, opts.calib_limit)
     searches = opts.compensate == "auto" or opts.init_membrane == "auto"
-    if cy is not None and searches:      # the zeta / initial-membrane searches score with them; nothing else reads y
+    if cy is not None and (searches or opts.exit_stable == "auto"):   # the searches read them; nothing else does
         cy = _data.check_labels(cy, cx.shape[0], int(graph.output.shape[-1]), "calibration labels")
     cx = _data.to_channels_last(cx, hwc, graph.meta.get("input_layout", "NCHW"), "calibration data", log)
 
@@ -266,15 +283,19 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
     # so the network returned is the one the file loads
     snnfile.set_param_dtype(graph, opts.param_dtype)
     net = SpikingNetwork(graph)
-    if opts.init_membrane == "auto" or opts.calibrate_bias or opts.compensate == "auto":    # simulations follow
+    if searches or opts.calibrate_bias or opts.exit_stable == "auto":    # simulations follow
         from snncc.runtime.kernels import COMPILE_NOTICE, compile_pending
         if compile_pending():
             log(COMPILE_NOTICE)
-    ann_pred = None
-    if searches and cy is None:   # no labels: zeta / V(0) are scored by agreement with the *source* model,
-        from snncc.analog import run_analog       # taken before bias calibration changes the network
+    ann_pred = exit_ann = None
+    if cy is None and (searches or opts.exit_stable == "auto"):   # no labels: the searches score by agreement
+        from snncc.analog import run_analog     # with the *source* model, taken before bias calibration changes it
         from snncc.compensation import zeta_images
-        ann_pred = np.argmax(run_analog(graph, zeta_images(cx, None, opts.zeta_images)[0]), axis=1)
+        from snncc.exitsearch import exit_images
+        if searches:
+            ann_pred = np.argmax(run_analog(graph, zeta_images(cx, None, opts.zeta_images)[0]), axis=1)
+        if opts.exit_stable == "auto":
+            exit_ann = np.argmax(run_analog(graph, exit_images(cx, None, opts.zeta_images)[0]), axis=1)
     if opts.init_membrane == "auto":   # before bias calibration, which then corrects the chosen start's drift
         from snncc.calibration import search_init_membrane
         search_init_membrane(net, cx, cy, timesteps=opts.zeta_timesteps, images=opts.zeta_images, ann_pred=ann_pred,
@@ -287,6 +308,12 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
         from snncc.compensation import search_zeta
         search_zeta(net, cx, cy, timesteps=opts.zeta_timesteps, images=opts.zeta_images, log=log, progress=progress,
                     ann_pred=ann_pred)
+    if opts.exit_stable == "auto":      # last: the window of the network as stored
+        from snncc.exitsearch import search_exit_stable
+        search_exit_stable(net, cx, cy, timesteps=opts.zeta_timesteps, images=opts.zeta_images,
+                           tolerance=opts.exit_tolerance, ann_pred=exit_ann, log=log, progress=progress)
+    elif opts.exit_stable:
+        graph.meta["exit_stable"] = {"m": int(opts.exit_stable), "chosen": "given"}
     graph.meta["provenance"] = {
         "source_sha256": _model_hash(model) if not isinstance(model, (str, os.PathLike))
         or os.path.exists(model) else None,

@@ -19,6 +19,16 @@ def positive_int(s: str) -> int:
     return v
 
 
+def positive_int_or_auto(s: str) -> int | str:
+    """An integer > 0 or the word ``auto``, else argparse's one-line usage error."""
+    if s.strip() == "auto":
+        return "auto"
+    try:
+        return positive_int(s)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {s!r}") from None
+
+
 def nonnegative_int(s: str) -> int:
     """An integer >= 0 (0 often means "all"), else argparse's one-line usage error."""
     try:
@@ -59,6 +69,19 @@ def positive_floats(s: str) -> list[float]:
 def positive_ints(s: str) -> list[int]:
     """Comma-separated integers > 0 (``none`` = an empty list), e.g. ``32,64``."""
     return _positive_list(s, int, "integers")
+
+
+def positive_ints_or_auto(s: str) -> list:
+    """Comma-separated integers > 0 and the word ``auto`` (``none`` = an empty list), e.g. ``auto,32``."""
+    items = [v.strip() for v in s.split(",") if v.strip()]
+    if "auto" not in items:
+        return positive_ints(s)
+    rest = [v for v in items if v != "auto"]
+    try:
+        vals = positive_ints(",".join(rest)) if rest else []
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers and auto, got {s!r}") from None
+    return ["auto"] * (len(items) > len(rest)) + vals
 
 
 def choices_list(allowed, none_ok: bool = True):

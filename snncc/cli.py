@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from snncc.argtypes import floats, positive_int
+from snncc.argtypes import floats, positive_int, positive_int_or_auto
 from snncc.errors import SnnccError, one_line
 from snncc.presets import (LAYERS_PER_GROUP, MAXGATE_RULES, PARAM_DTYPES, PERCENTILE_OF, PRESETS, ZETA_IMAGES,
                            ZETA_TIMESTEPS)
@@ -79,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--param-dtype", choices=PARAM_DTYPES,
                    help="precision of the stored weights and biases: float32 (default; the runtime's own, half the "
                         "file) or float64 (the IR's exact values)")
+    c.add_argument("--exit-stable", type=positive_int_or_auto, metavar="auto|M",
+                   help="store the window of the stable-prediction exit that `snncc eval --exit-stable auto` uses: "
+                        "auto = the shortest from which no longer window loses more than --exit-tolerance points "
+                        "of calibration accuracy against the full run (simulated for --zeta-timesteps steps on "
+                        "--zeta-images images), or M steps")
+    c.add_argument("--exit-tolerance", type=float, metavar="P",
+                   help="--exit-stable auto: accuracy points, counting one standard error, a window may lose "
+                        "against the full run on the calibration images (default 1)")
     c.add_argument("--verify", action="store_true", help="check the IR invariants after every pass")
     c.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
@@ -95,9 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=positive_int, default=64,
                    help="images per runtime batch (at most what keeps a batch within 2 GiB)")
     e.add_argument("--early-exit", action="store_true", help="stop an image once its answer is certain")
-    e.add_argument("--exit-stable", type=positive_int, metavar="M",
+    e.add_argument("--exit-stable", type=positive_int_or_auto, metavar="M|auto",
                    help="stop an image once its prediction has not changed for M steps (a heuristic: "
-                        "not certified, the answer can differ from the full run's)")
+                        "not certified, the answer can differ from the full run's); auto = the window "
+                        "chosen on calibration images at conversion (snncc --exit-stable auto)")
     e.add_argument("--ann", help="the source ONNX model, to report the ANN's accuracy on the same images")
     e.add_argument("--json", help="write the results as JSON")
     e.add_argument("--plot", help="write accuracy-vs-time and per-layer plots (PNG)")
@@ -152,7 +161,8 @@ def cmd_convert(a) -> int:
                       calibrate_bias=a.calibrate_bias, maxgate=a.maxgate, calib_limit=a.calib_limit,
                       zeta_timesteps=a.zeta_timesteps, zeta_images=a.zeta_images, rate_scale=a.rate_scale,
                       calibrate_bias_group=a.calibrate_bias_group, batch_size=a.batch_size,
-                      param_dtype=a.param_dtype, verify=a.verify,
+                      param_dtype=a.param_dtype, exit_stable=a.exit_stable, exit_tolerance=a.exit_tolerance,
+                      verify=a.verify,
                       dump_ir=a.dump_ir, progress=_progress(a.quiet),
                       log=log)
     net.save(a.output)

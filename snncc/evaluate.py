@@ -150,6 +150,7 @@ def run_eval(a) -> int:
     if a.plot:
         _matplotlib()
     net = api.load(a.file)
+    stable = net.runtime.exit_window(a.exit_stable) or None     # "auto": the window stored at conversion
     x, y = _data.load_arrays(a.data, "test data")
     if y is None:
         raise DataError(f"test data {a.data!r} has no labels 'y'", "store labels under the key 'y'")
@@ -165,11 +166,13 @@ def run_eval(a) -> int:
         ann = ann_predictions(a.ann, net.graph, xc)
         _check_ann_source(net, a.ann)
     T = a.timesteps
+    if a.exit_stable == "auto" and log:
+        log(f"--exit-stable auto: the window chosen at conversion, {stable} steps" if stable else
+            "--exit-stable auto: no window was chosen at conversion (none kept the answers): running all steps")
     from snncc.runtime.kernels import COMPILE_NOTICE, compile_pending
     if log and compile_pending():
         log(COMPILE_NOTICE)
     t0 = time.time()
-    stable = a.exit_stable
     res = net.runtime.run(xc, T, labels=y, early_exit=a.early_exit, exit_stable=stable, threads=a.threads,
                           batch_size=a.batch_size, progress=_progress(a.quiet))
     secs = time.time() - t0
@@ -194,6 +197,7 @@ def run_eval(a) -> int:
     out = {"snn_accuracy": acc_at[T], "timesteps": T, "images": n, "accuracy_at": {str(k): v for k, v in acc_at.items()},
            "sops_per_image": sops, "spikes_per_image": spikes, "seconds_per_image": secs / n,
            "threads": a.threads, "early_exit": bool(a.early_exit), "exit_stable": stable,
+           "exit_stable_auto": a.exit_stable == "auto",
            "mean_steps_run": float(np.mean(res.steps_run)),
            "ann_macs_per_image": macs,
            "energy_snn_uj": sops * a.fj_per_sop * 1e-9, "energy_ann_uj": macs * a.pj_per_flop * 1e-6,

@@ -312,7 +312,8 @@ def load(path: str) -> Graph:
 
 def _check_meta(meta: Any, channels: int) -> None:
     """The metadata the runtime relies on: a dict whose ``preprocess`` is ``{scale > 0, mean, std != 0}``
-    (``mean``/``std`` null or 1 or ``channels`` finite numbers, ``std`` nonzero).  Raises ``ValueError`` naming the field."""
+    (``mean``/``std`` null or 1 or ``channels`` finite numbers, ``std`` nonzero), and an ``exit_stable``
+    window, where there is one, null or a positive integer.  Raises ``ValueError`` naming the field."""
     if not isinstance(meta, dict):
         raise ValueError(f"'meta' is a {type(meta).__name__}, not an object")
     if meta.get("param_dtype") not in (None,) + PARAM_DTYPES:
@@ -333,3 +334,11 @@ def _check_meta(meta: Any, channels: int) -> None:
                              f"got {v!r}")
         if key == "std" and any(m == 0 for m in v):      # negative is fine: a folded in-graph Mul(-1)
             raise ValueError(f"'meta.preprocess.std' must be nonzero, got {v!r}")
+    ex = meta.get("exit_stable")       # the window exit_stable='auto' runs with (snncc.exitsearch)
+    if ex is not None:
+        if not isinstance(ex, dict) or "m" not in ex:
+            raise ValueError(f"'meta.exit_stable' must be an object with a window 'm', got a {type(ex).__name__}"
+                             + (" without 'm'" if isinstance(ex, dict) else ""))
+        m = ex["m"]
+        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m <= 0):
+            raise ValueError(f"'meta.exit_stable.m' must be null or a positive integer, got {m!r}")

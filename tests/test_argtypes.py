@@ -3,7 +3,8 @@ import argparse
 
 import pytest
 
-from snncc.argtypes import choices_list, floats, nonnegative_int, positive_floats, positive_int, positive_ints
+from snncc.argtypes import (choices_list, floats, nonnegative_int, positive_floats, positive_int, positive_int_or_auto,
+                            positive_ints, positive_ints_or_auto)
 from snncc.errors import SnnccError, one_line
 
 
@@ -32,6 +33,19 @@ def test_positive_ints():
     for bad in ("0", "-1", "32,0", "2.5", "inf", "x", ""):
         with pytest.raises(argparse.ArgumentTypeError, match="positive integers"):
             positive_ints(bad)
+
+
+def test_ints_or_auto():
+    assert positive_int_or_auto("auto") == "auto" and positive_int_or_auto("12") == 12
+    for bad in ("0", "-3", "2.5", "Auto", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="positive integer or auto"):
+            positive_int_or_auto(bad)
+    assert positive_ints_or_auto("auto") == ["auto"] and positive_ints_or_auto("32,auto,64") == ["auto", 32, 64]
+    assert positive_ints_or_auto("auto,auto") == ["auto"] and positive_ints_or_auto("16") == [16]
+    assert positive_ints_or_auto("none") == []
+    for bad in ("auto,0", "auto,x", "0"):
+        with pytest.raises(argparse.ArgumentTypeError, match="positive integers"):
+            positive_ints_or_auto(bad)
 
 
 def test_floats_and_choices_list():

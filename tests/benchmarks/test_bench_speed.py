@@ -61,6 +61,7 @@ def test_exit_stable_row_stops_early_on_the_same_network():
     steps = net.runtime.run(xc, 40, progress=False, exit_stable=6, threads=1).steps_run
     assert st["mean_steps"] == np.mean(steps)
     assert bench_speed.parse_args(["--exit-stable", "32,64"]).exit_stable == [32, 64]
+    assert bench_speed.parse_args(["--exit-stable", "auto,32"]).exit_stable == ["auto", 32]
     assert bench_speed.parse_args([]).exit_stable == []
 
 

@@ -180,10 +180,13 @@ def test_speed_section_lists_exit_stable_rows_outside_the_verdict(tmp_path):
         d = json.load(f)
     row = dict(d["event_driven"], exit_stable=32, mean_steps=42.0, ms_per_image=18.7,
                same_final_predictions_fraction=0.897, paired_difference_vs_full_points={"mean": 1.1, "se": 0.94})
-    d["event_driven_stable_exit"] = {"32": row}
+    auto = dict(row, exit_stable=96, mean_steps=110.0, window_search={"m": 96, "images": 256})
+    d["event_driven_stable_exit"] = {"auto": auto, "32": row}
     (tmp_path / "speed_resnet20.json").write_text(json.dumps(d))
     txt = "\n".join(paper_tables.speed_section(str(tmp_path / "speed_resnet20.json")))
-    assert "--rate-scale 4,6,8 --exit-stable 32`" in txt
+    assert "--rate-scale 4,6,8 --exit-stable auto,32`" in txt
+    assert ("| snncc event-driven, `--exit-stable auto` (window 96 chosen on 256 calibration images, a heuristic "
+            "exit: 110 of 350 steps on average;") in txt
     assert ("| snncc event-driven, `--exit-stable 32` (a heuristic exit: 42 of 350 steps on average; same answer as "
             "the full run on 89.7% of the images, accuracy +1.10 +- 0.94 points against it; not used for the verdict "
             "below) | 1000 | 19 |") in txt

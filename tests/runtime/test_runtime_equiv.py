@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 
 from rt_nets import B, dyadic, random_resnet, stable_exit_steps
+
+from snncc.exitsearch import exit_steps
 from snncc.ir import EdgeKind, Node, Synapse
 from snncc.nn import conv_out_hw
 from snncc.runtime import Network, simulate_reference
@@ -192,6 +194,9 @@ def test_exit_stable_stops_after_m_equal_predictions(seed, m):
     assert want.min() < T                       # the rule fires on these nets
     st = net.run(x, T, progress=False, exit_stable=m, batch_size=7)
     assert np.array_equal(st.steps_run, want)
+    # the numpy form of the rule (snncc.exitsearch), from the full run's predictions and first inputs
+    steps, answers = exit_steps(full.predictions, full.first_input, m)
+    assert np.array_equal(steps, want) and np.array_equal(answers, st.predictions[:, -1])
     for i, s in enumerate(want):                # the full run up to the exit, then its answer then
         assert np.array_equal(st.predictions[i, :s], full.predictions[i, :s])
         assert (st.predictions[i, s:] == full.predictions[i, s - 1]).all()
