@@ -197,8 +197,19 @@ def _print_summary(con, net, out: str, seconds: float) -> None:
               f"p{m.get('percentile')}{' of positive' if m.get('percentile_of') == 'positive' else ''}), shortcut norm {'on' if m.get('shortcut_norm', True) else 'off'}, "
               f"{rate}zeta {float(zeta):.4g}, initial membrane {m.get('init_membrane', 0)}, {seconds:.1f} s",
               soft_wrap=True)
-    con.print(f"  {os.path.getsize(out) / 1e6:.3g} MB, weights and biases stored as {snnfile.param_dtype(g)}",
-              soft_wrap=True)
+    con.print(f"  {os.path.getsize(out) / 1e6:.3g} MB, weights and biases stored as {snnfile.param_dtype(g)}"
+              f"{_exit_words(m)}", soft_wrap=True)
+
+
+def _exit_words(meta) -> str:
+    """The stored stable-prediction exit window, for the summaries: '' when there is none."""
+    ex = meta.get("exit_stable")
+    if not isinstance(ex, dict):
+        return ""
+    if ex.get("m") is None:
+        return ", no exit window (none kept the calibration accuracy)"
+    how = (f"chosen on {ex['images']} calibration images at T={ex['timesteps']}" if "images" in ex else "given")
+    return f", exit window {ex['m']} steps ({how}; snncc eval --exit-stable auto)"
 
 
 def cmd_inspect(a) -> int:
@@ -241,7 +252,7 @@ def cmd_inspect(a) -> int:
     prov = m.get("provenance") or {}
     con.print(_esc(f"preprocess {m.get('preprocess')}, input layout {m.get('input_layout')}, "
                    f"zeta {m.get('zeta', 1.0)}, initial membrane {m.get('init_membrane', 0)}, "
-                   f"weights and biases stored as {snnfile.param_dtype(g)}"), soft_wrap=True)
+                   f"weights and biases stored as {snnfile.param_dtype(g)}{_exit_words(m)}"), soft_wrap=True)
     if prov:
         con.print(_esc(f"source {prov.get('source_name')} sha256 {str(prov.get('source_sha256'))[:16]}..., "
                        f"snncc {prov.get('snncc_version')}, created {prov.get('created')}"), soft_wrap=True)

@@ -177,6 +177,9 @@ def test_cli_converts_with_auto_and_eval_uses_the_window(tmp_path, capsys):
     assert rc == 0, se
     m = snncc.load(str(out)).graph.meta["exit_stable"]["m"]
     assert f"exit window: m = {m}" in so.replace("\n", " ")
+    assert f"exit window {m} steps (chosen on 200 calibration images at T=64;" in so.replace("\n", " ")
+    rc, so, _ = cli(capsys, "inspect", out)
+    assert rc == 0 and f"exit window {m} steps" in so.replace("\n", " ")
     js = tmp_path / "e.json"
     rc, so, se = cli(capsys, "eval", out, "--data", TEST, "-T", "64", "--limit", "100", "--exit-stable", "auto",
                      "--json", js, "--threads", "1")
