@@ -208,7 +208,8 @@ def _exit_words(meta) -> str:
         return ""
     if ex.get("m") is None:
         return ", no exit window (none kept the calibration accuracy)"
-    how = (f"chosen on {ex['images']} calibration images at T={ex['timesteps']}" if "images" in ex else "given")
+    how = (f"chosen on {ex.get('images')} calibration images at T={ex.get('timesteps')}" if "images" in ex
+           else "given")
     return f", exit window {ex['m']} steps ({how}; snncc eval --exit-stable auto)"
 
 

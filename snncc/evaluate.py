@@ -168,7 +168,8 @@ def run_eval(a) -> int:
     T = a.timesteps
     if a.exit_stable == "auto" and log:
         log(f"--exit-stable auto: the window chosen at conversion, {stable} steps" if stable else
-            "--exit-stable auto: no window was chosen at conversion (none kept the answers): running all steps")
+            "--exit-stable auto: no window was chosen at conversion (none kept the calibration accuracy): "
+            "running all steps")
     from snncc.runtime.kernels import COMPILE_NOTICE, compile_pending
     if log and compile_pending():
         log(COMPILE_NOTICE)
