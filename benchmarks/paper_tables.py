@@ -30,6 +30,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import sys
 import time
 
@@ -903,7 +904,11 @@ def earlier_speed_runs(d, results_dir):
     """The earlier runs of the same command saved beside the latest (``speed_resnet20_earlier*.json``, same images
     and T), oldest first: [(file name, run)]."""
     out = []
-    for path in sorted(glob.glob(os.path.join(results_dir, "speed_resnet20_earlier*.json"))):
+    def number(path):       # earlier2 before earlier10
+        digits = re.sub(r"\D", "", os.path.basename(path).split("earlier", 1)[1])
+        return (int(digits) if digits else 0, path)
+
+    for path in sorted(glob.glob(os.path.join(results_dir, "speed_resnet20_earlier*.json")), key=number):
         with open(path) as f:
             p = json.load(f)
         st = p.get("settings", {})

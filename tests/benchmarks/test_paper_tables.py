@@ -140,6 +140,12 @@ def test_earlier_speed_runs_are_listed_with_their_machine(tmp_path):
     (tmp_path / "speed_resnet20_earlier3.json").write_text(json.dumps(_speed_run("Intel Xeon", 1000, 560.0, 170.0, 9.46, False)))
     rows = "\n".join(paper_tables.targets_section(str(tmp_path)))
     assert "on Intel Xeon (--rate-scale 6); earlier run on the same CPU: 9.5x; last run on AMD EPYC: 12.4x wall, met" in rows
+    # numbered in order, oldest first: earlier10 after earlier3
+    (tmp_path / "speed_resnet20_earlier10.json").write_text(json.dumps(_speed_run("Intel Xeon", 1000, 500.0, 120.0, 10.5, True)))
+    assert [n for n, _ in paper_tables.earlier_speed_runs(latest, str(tmp_path))] == \
+        ["speed_resnet20_earlier1.json", "speed_resnet20_earlier3.json", "speed_resnet20_earlier10.json"]
+    rows = "\n".join(paper_tables.targets_section(str(tmp_path)))
+    assert "earlier runs on the same CPU: 9.5x, 10.5x; last run on AMD EPYC" in rows
 
 
 def test_percentile_heldout_text_pairs_the_two_conversions_per_image(tmp_path):
