@@ -150,6 +150,9 @@ def run_eval(a) -> int:
     if a.plot:
         _matplotlib()
     net = api.load(a.file)
+    if a.exit_stable == "auto" and not isinstance(net.graph.meta.get("exit_stable"), dict):
+        raise DataError(f"--exit-stable auto needs the window chosen at conversion, and {a.file!r} has none",
+                        "convert with `snncc MODEL.onnx ... --exit-stable auto`, or give the window: --exit-stable 64")
     stable = net.runtime.exit_window(a.exit_stable) or None     # "auto": the window stored at conversion
     x, y = _data.load_arrays(a.data, "test data")
     if y is None:

@@ -201,4 +201,5 @@ def test_cli_bad_exit_values_are_one_line_errors(tmp_path, capsys):
     assert cli(capsys, MODEL, "-o", out, "--calib", CALIB, *PRE_ARGS, "--calibrate-bias", "0", "--calib-limit",
                "100", "-q")[0] == 0
     rc, so, se = cli(capsys, "eval", out, "--data", TEST, "-T", "16", "--exit-stable", "auto")
-    assert rc != 0 and "convert with --exit-stable auto" in se and "\n" not in se.strip() and "Traceback" not in se
+    assert rc != 0 and "--exit-stable auto needs the window chosen at conversion" in se and str(out) in se
+    assert "\n" not in se.strip() and "Traceback" not in se
