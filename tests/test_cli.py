@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import snncc
 from snncc.cli import main
+from clirun import cli
 from digits import MODEL, CALIB, TEST, PRE_ARGS as PRE
 
 UNSUPPORTED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "bad", "unsupported",
@@ -25,14 +26,6 @@ UNSUPPORTED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures
 FAST = ["--calibrate-bias", "0", "--calib-limit", "100"]
 
 
-def cli(capsys, *args):
-    """Run ``snncc ARGS`` in-process; returns (exit code, stdout, stderr)."""
-    try:
-        rc = main([str(a) for a in args])
-    except SystemExit as e:          # argparse errors
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def one_line_error(rc, err):

@@ -9,6 +9,7 @@ import pytest
 import snncc
 from snncc import evaluate
 from snncc.cli import main
+from clirun import cli
 from digits import MODEL, CALIB, TEST, PRE_ARGS as PRE
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "runtime"))
 from rt_nets import stable_exit_steps  # noqa: E402
@@ -16,13 +17,6 @@ from rt_nets import stable_exit_steps  # noqa: E402
 T = 32
 
 
-def cli(capsys, *args):
-    try:
-        rc = main([str(a) for a in args])
-    except SystemExit as e:
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 @pytest.fixture(scope="module")

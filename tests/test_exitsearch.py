@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pytest
 
+from clirun import cli
 from digits import CALIB, MODEL, PRE, PRE_ARGS, TEST
 
 import snncc
 from snncc import snnfile
-from snncc.cli import main
 from snncc.errors import DataError, SnnccError, SnnFileError
 from snncc.exitsearch import choose_window, exit_steps, search_exit_stable
 
@@ -160,13 +160,6 @@ def test_convert_rejects_bad_windows(value, words):
     assert snncc.api.resolve_options("best", exit_stable="12").exit_stable == 12
 
 
-def cli(capsys, *args):
-    try:
-        rc = main([str(a) for a in args])
-    except SystemExit as e:
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def test_cli_converts_with_auto_and_eval_uses_the_window(tmp_path, capsys):
