@@ -21,6 +21,7 @@ import numpy as np
 from snncc import data as _data
 from snncc import snnfile
 from snncc.errors import SnnccError, SnnFileError, one_line
+from snncc.exitsearch import EXIT_IMAGES
 from snncc.exitsearch import TOLERANCE as EXIT_TOLERANCE
 from snncc.ir import Graph
 from snncc.presets import (LAYERS_PER_GROUP, MAXGATE_RULES, PARAM_DTYPE, PARAM_DTYPES, PERCENTILE_OF,  # noqa: F401
@@ -54,6 +55,7 @@ class ConvertOptions:
     param_dtype: str = PARAM_DTYPE         # precision the .snn stores weights and biases in (snnfile.set_param_dtype)
     exit_stable: int | str | None = None   # the stable-prediction exit's window to store, or "auto" (snncc.exitsearch)
     exit_tolerance: float = EXIT_TOLERANCE  # --exit-stable auto: points of calibration accuracy a window may lose
+    exit_images: int = EXIT_IMAGES         # --exit-stable auto: calibration images the window is chosen on
     extra: dict = field(default_factory=dict)
 
 
@@ -94,9 +96,10 @@ def resolve_options(preset: str = "best", **overrides) -> ConvertOptions:
     if opts.calibrate_bias < 0:
         raise SnnccError(f"--calibrate-bias takes a number of time steps >= 0, got {opts.calibrate_bias}",
                          "e.g. --calibrate-bias 64, or 0 to disable")
-    examples = {"zeta-timesteps": 350, "zeta-images": 512, "calibrate-bias-group": LAYERS_PER_GROUP}
+    examples = {"zeta-timesteps": 350, "zeta-images": 512, "calibrate-bias-group": LAYERS_PER_GROUP,
+                "exit-images": EXIT_IMAGES}
     for name, v in (("zeta-timesteps", opts.zeta_timesteps), ("zeta-images", opts.zeta_images),
-                    ("calibrate-bias-group", opts.calibrate_bias_group)):
+                    ("calibrate-bias-group", opts.calibrate_bias_group), ("exit-images", opts.exit_images)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
             raise SnnccError(f"--{name} takes a positive integer, got {v!r}", f"e.g. --{name} {examples[name]}")
     if opts.input_scale <= 0 or not np.isfinite(opts.input_scale):
@@ -220,7 +223,8 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
             zeta_timesteps: int | None = None, zeta_images: int | None = None,
             rate_scale: float | None = None, calibrate_bias_group: int | None = None,
             batch_size: int | None = None, param_dtype: str | None = None,
-            exit_stable: int | str | None = None, exit_tolerance: float | None = None, verify: bool = False,
+            exit_stable: int | str | None = None, exit_tolerance: float | None = None,
+            exit_images: int | None = None, verify: bool = False,
             dump_ir: str | None = None, progress: bool = True, log: Callable[[str], None] | None = None) -> SpikingNetwork:
     """Convert an ONNX model (path, bytes or ``onnx.ModelProto``) into a :class:`SpikingNetwork`.
 
@@ -239,7 +243,7 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
                            compensate=compensate, calibrate_bias=calibrate_bias, maxgate=maxgate, calib_limit=calib_limit,
                            zeta_timesteps=zeta_timesteps, zeta_images=zeta_images, rate_scale=rate_scale,
                            calibrate_bias_group=calibrate_bias_group, batch_size=batch_size, param_dtype=param_dtype,
-                           exit_stable=exit_stable, exit_tolerance=exit_tolerance)
+                           exit_stable=exit_stable, exit_tolerance=exit_tolerance, exit_images=exit_images)
     if opts.rate_scale != 1.0 and calibrate_bias is None and opts.calibrate_bias:
         log(f"rate scale {opts.rate_scale:g}: bias calibration runs for {opts.calibrate_bias} steps "
             f"(the preset's {PRESETS[preset]['calibrate_bias']} x {opts.rate_scale:g}; --calibrate-bias T to choose)")
@@ -295,7 +299,7 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
         if searches:
             ann_pred = np.argmax(run_analog(graph, zeta_images(cx, None, opts.zeta_images)[0]), axis=1)
         if opts.exit_stable == "auto":
-            exit_ann = np.argmax(run_analog(graph, exit_images(cx, None, opts.zeta_images)[0]), axis=1)
+            exit_ann = np.argmax(run_analog(graph, exit_images(cx, None, opts.exit_images)[0]), axis=1)
     if opts.init_membrane == "auto":   # before bias calibration, which then corrects the chosen start's drift
         from snncc.calibration import search_init_membrane
         search_init_membrane(net, cx, cy, timesteps=opts.zeta_timesteps, images=opts.zeta_images, ann_pred=ann_pred,
@@ -310,7 +314,7 @@ def convert(model, calib, *, preset: str = "best", input_scale: float | None = N
                     ann_pred=ann_pred)
     if opts.exit_stable == "auto":      # last: the window of the network as stored
         from snncc.exitsearch import search_exit_stable
-        search_exit_stable(net, cx, cy, timesteps=opts.zeta_timesteps, images=opts.zeta_images,
+        search_exit_stable(net, cx, cy, timesteps=opts.zeta_timesteps, images=opts.exit_images,
                            tolerance=opts.exit_tolerance, ann_pred=exit_ann, log=log, progress=progress)
     elif opts.exit_stable:
         graph.meta["exit_stable"] = {"m": int(opts.exit_stable), "chosen": "given"}

@@ -83,10 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store the window of the stable-prediction exit that `snncc eval --exit-stable auto` uses: "
                         "auto = the shortest from which no longer window loses more than --exit-tolerance points "
                         "of calibration accuracy against the full run (simulated for --zeta-timesteps steps on "
-                        "--zeta-images images), or M steps")
+                        "--exit-images images), or M steps")
     c.add_argument("--exit-tolerance", type=float, metavar="P",
                    help="--exit-stable auto: accuracy points, counting one standard error, a window may lose "
                         "against the full run on the calibration images (default 1)")
+    c.add_argument("--exit-images", type=positive_int, metavar="N",
+                   help="--exit-stable auto: calibration images the window is chosen on (default 1024; one "
+                        "simulation of N images x --zeta-timesteps steps; fewer give longer windows)")
     c.add_argument("--verify", action="store_true", help="check the IR invariants after every pass")
     c.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
@@ -162,6 +165,7 @@ def cmd_convert(a) -> int:
                       zeta_timesteps=a.zeta_timesteps, zeta_images=a.zeta_images, rate_scale=a.rate_scale,
                       calibrate_bias_group=a.calibrate_bias_group, batch_size=a.batch_size,
                       param_dtype=a.param_dtype, exit_stable=a.exit_stable, exit_tolerance=a.exit_tolerance,
+                      exit_images=a.exit_images,
                       verify=a.verify,
                       dump_ir=a.dump_ir, progress=_progress(a.quiet),
                       log=log)

@@ -10,7 +10,7 @@ and answers ``pred[stop(m) - 1]``.  It is a heuristic: a window too short for th
 start-up stops on an answer the output has not settled on yet (ResNet-56 with ``m = 32``: 9.6
 points lost on test images), so ``m`` is chosen on calibration images instead of guessed.
 
-Search: one simulation of calibration images for ``T`` steps without any exit gives every
+Search: one simulation of ``--exit-images`` calibration images (default 1024) for ``T`` steps without any exit gives every
 image's per-step predictions ``pred`` and first input ``f``; from them :func:`exit_steps`
 computes, exactly as the runtime would, where each image stops and what it answers for
 *every* ``m`` in ``1 .. T-1`` at once.  With ``run[t]`` the length of the run of equal
@@ -40,10 +40,14 @@ from typing import Callable
 
 import numpy as np
 
-from snncc.presets import ZETA_IMAGES, ZETA_TIMESTEPS
+from snncc.presets import ZETA_TIMESTEPS
 
 #: the most calibration accuracy (points, plus one standard error) a window and every longer one may lose
 TOLERANCE = 1.0
+#: calibration images the window is chosen on: one simulation of them (not one per candidate, as in the zeta
+#: search), and the standard errors decide how long the window is (ResNet-20, T=350: 256 images chose 173
+#: steps, 1024 chose 34)
+EXIT_IMAGES = 1024
 
 
 def exit_steps(pred: np.ndarray, first: np.ndarray, m) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +119,7 @@ def exit_images(x: np.ndarray, y: np.ndarray | None, images: int):
 
 
 def search_exit_stable(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: int = ZETA_TIMESTEPS,
-                       images: int = ZETA_IMAGES, tolerance: float = TOLERANCE, ann_pred: np.ndarray | None = None,
+                       images: int = EXIT_IMAGES, tolerance: float = TOLERANCE, ann_pred: np.ndarray | None = None,
                        log: Callable[[str], None] | None = None, progress: bool = True) -> dict:
     """Choose the exit window on calibration images ``x`` (channels-last raw) and store it in
     ``net.graph.meta['exit_stable']``; returns the record.  Scored against the labels ``y``; without
@@ -125,7 +129,7 @@ def search_exit_stable(net, x: np.ndarray, y: np.ndarray | None, *, timesteps: i
     log = log or (lambda s: None)
     xs, ys = exit_images(x, y, images)
     if images > xs.shape[0]:
-        log(f"exit window: --zeta-images {images} is more than the {xs.shape[0]} calibration images: using all of them")
+        log(f"exit window: --exit-images {images} is more than the {xs.shape[0]} calibration images: using all of them")
     target, criterion = search_target(net.graph, xs, ys, ann_pred)
     r = net.runtime.run(xs, timesteps, progress=progress)
     rec = choose_window(r.predictions, r.first_input, target, tolerance)

@@ -157,6 +157,8 @@ def test_convert_rejects_bad_windows(value, words):
     for a in (101, -0.1, True, float("nan")):
         with pytest.raises(SnnccError, match="--exit-tolerance"):
             snncc.api.resolve_options("best", exit_tolerance=a)
+    with pytest.raises(SnnccError, match="--exit-images takes a positive integer, got 0"):
+        snncc.api.resolve_options("best", exit_images=0)
     assert snncc.api.resolve_options("best", exit_stable="12").exit_stable == 12
 
 
@@ -165,7 +167,7 @@ def test_convert_rejects_bad_windows(value, words):
 def test_cli_converts_with_auto_and_eval_uses_the_window(tmp_path, capsys):
     out = tmp_path / "d.snn"
     rc, so, se = cli(capsys, MODEL, "-o", out, "--calib", CALIB, *PRE_ARGS, "--calibrate-bias", "0",
-                     "--calib-limit", "300", "--exit-stable", "auto", "--zeta-timesteps", "64", "--zeta-images", "200",
+                     "--calib-limit", "300", "--exit-stable", "auto", "--zeta-timesteps", "64", "--exit-images", "200",
                      "--exit-tolerance", "1.5")
     assert rc == 0, se
     m = snncc.load(str(out)).graph.meta["exit_stable"]["m"]
