@@ -601,7 +601,7 @@ def main(a) -> int:
     xt_all, yt_all = load_arrays(str(test_p), "test data")
     x, y = subset(xt_all, yt_all, a.n, seed=a.seed)
     cx_all, cy_all = load_arrays(str(calib_p), "calibration data")
-    cx, _ = subset(cx_all, cy_all, a.calib_limit)                   # what snncc.convert uses too
+    cx, cy = subset(cx_all, cy_all, a.calib_limit)                  # what snncc.convert uses too
     n = len(x)
     peer_idx = spread(n, a.peer_n)
     dense_idx = spread(n, a.dense_n)
@@ -691,13 +691,13 @@ def main(a) -> int:
         if m == "auto":        # chosen on calibration images (labelled), as `snncc --exit-stable auto` does
             from snncc.exitsearch import search_exit_stable
             t0 = time.perf_counter()
-            cxs, cys = subset(cx_all, cy_all, a.calib_limit)
-            search = search_exit_stable(net, net.prepare(cxs), cys, timesteps=T, progress=False)
+            search = search_exit_stable(net, net.prepare(cx), cy, timesteps=T, progress=False)
             window = search["m"]
             search = {k: search[k] for k in ("m", "loss", "loss_se", "mean_steps", "images", "tolerance",
                                              "criterion")} | {"search_s": time.perf_counter() - t0}
             if window is None:
-                log(f"--exit-stable auto: no window within {search['tolerance']:g} points on the calibration "
+                tol = search["tolerance"]
+                log(f"--exit-stable auto: no window within {tol:g} point{'s' * (tol != 1)} on the calibration "
                     f"images: the row is skipped")
                 continue
             log(f"--exit-stable auto: window {window} chosen on {search['images']} calibration images "
@@ -710,8 +710,9 @@ def main(a) -> int:
         r["paired_difference_vs_full_points"] = paired((r["pred_steps"][:, -1] == y).astype(int),
                                                        (full_final == y).astype(int))
         results["event_driven_stable_exit"][str(m)] = {k: v for k, v in r.items() if k not in ("pred_steps", "layers")}
-        log(f"event-driven, --exit-stable {m}{f' ({window})' if m == 'auto' else ''}: {r['ms_per_image']:.1f} ms/image, mean steps {r['mean_steps']:.1f}, "
-            f"{r['sops_per_image'] / 1e6:.0f} M SOPs/image, accuracy {r['accuracy']:.4f}")
+        log(f"event-driven, --exit-stable {m}{f' ({window})' if m == 'auto' else ''}: {r['ms_per_image']:.1f} "
+            f"ms/image, mean steps {r['mean_steps']:.1f}, {r['sops_per_image'] / 1e6:.0f} M SOPs/image, "
+            f"accuracy {r['accuracy']:.4f}")
     floor = bench_event(silent_network(net), x_cl[:min(n, 200)], y[:min(n, 200)], T, threads, a.batch, False)
     results["event_driven_floor"] = {k: floor[k] for k in ("images", "ms_per_image", "cpu_ms_per_image",
                                                             "sops_per_image", "spikes_per_image", "loadavg_before")}
