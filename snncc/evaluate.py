@@ -170,9 +170,15 @@ def run_eval(a) -> int:
         _check_ann_source(net, a.ann)
     T = a.timesteps
     if a.exit_stable == "auto" and log:
+        chosen_t = net.graph.meta["exit_stable"].get("timesteps")
         log(f"--exit-stable auto: the window chosen at conversion, {stable} steps" if stable else
             "--exit-stable auto: no window was chosen at conversion (none kept the calibration accuracy): "
             "running all steps")
+        if stable and stable >= T:
+            log(f"the window ({stable} steps) is not shorter than -T {T}: no image can stop early")
+        elif stable and isinstance(chosen_t, int) and chosen_t != T:
+            log(f"the window was chosen against the answer at T={chosen_t}, this run's T is {T} "
+                f"(convert with --zeta-timesteps {T} to choose it for this T)")
     from snncc.runtime.kernels import COMPILE_NOTICE, compile_pending
     if log and compile_pending():
         log(COMPILE_NOTICE)

@@ -181,7 +181,11 @@ def test_cli_converts_with_auto_and_eval_uses_the_window(tmp_path, capsys):
     assert rc == 0, se
     r = json.loads(js.read_text())
     assert r["exit_stable"] == m and r["exit_stable_auto"] is True and r["mean_steps_run"] < 64
-    assert f"the window chosen at conversion, {m} steps" in so
+    assert f"the window chosen at conversion, {m} steps" in so and "chosen against the answer" not in so
+    rc, so, se = cli(capsys, "eval", out, "--data", TEST, "-T", "32", "--limit", "20", "--exit-stable", "auto")
+    assert rc == 0, se
+    assert ("no image can stop early" if m >= 32 else
+            "the window was chosen against the answer at T=64, this run's T is 32") in so.replace("\n", " ")
     # a window given at conversion is stored as given
     out2 = tmp_path / "g.snn"
     assert cli(capsys, MODEL, "-o", out2, "--calib", CALIB, *PRE_ARGS, "--calibrate-bias", "0",
