@@ -791,10 +791,11 @@ def peer_accuracy(pred_steps: np.ndarray, y: np.ndarray, peer_idx: np.ndarray) -
 
 def paired(a, b) -> dict | None:
     """Accuracy difference a - b in points on the same images, with its standard error."""
+    from snncc.evaluate import paired_difference
     if a is None or b is None or len(a) != len(b) or not len(a):
         return None
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    return {"mean": 100 * float(d.mean()), "se": 100 * float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None}
+    mean, se = paired_difference(a, b)
+    return {"mean": 100 * mean, "se": 100 * se if len(a) > 1 else None}
 
 
 def summarise(r: dict, T: int, threads: int) -> None:
