@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--ann", help="the source ONNX model, to report the ANN's accuracy on the same images")
     e.add_argument("--json", help="write the results as JSON")
     e.add_argument("--plot", help="write accuracy-vs-time and per-layer plots (PNG)")
-    e.add_argument("--pj-per-flop", type=float, default=12.5, help="ANN energy per FLOP in pJ (paper: 12.5)")
+    e.add_argument("--pj-per-flop", type=float, default=12.5, help="ANN energy per operation (multiply-accumulate) in pJ (paper: 12.5)")
     e.add_argument("--fj-per-sop", type=float, default=77.0, help="SNN energy per SOP in fJ (paper: 77)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p

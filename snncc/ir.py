@@ -87,6 +87,8 @@ META_KEYS = {
     "bias_calibration": "record of the post-training bias calibration: timesteps, images, rounds, groups, "
                         "mean_abs_gap per round",
     "summary": "ops before conversion and seconds taken",
+    "exit_stable": "the stable-prediction exit's window: {'m': int, 'chosen': 'given'} (--exit-stable M) or the "
+                   "--exit-stable auto record (m, mean_steps, loss, loss_se, tolerance, timesteps, images, criterion, loss_at)",
 }
 
 

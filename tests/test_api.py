@@ -34,13 +34,16 @@ def test_convert_from_path_modelproto_bytes_and_array(net):
     calib = np.load(CALIB)["x"]
     proto = onnx.load(MODEL)
     raw = open(MODEL, "rb").read()
-    for model, c in ((proto, CALIB), (raw, CALIB), (MODEL, calib)):
+    import hashlib
+    # the hash of what was given: the file's bytes, or the ModelProto as serialised
+    for model, c, digest in ((proto, CALIB, hashlib.sha256(proto.SerializeToString()).hexdigest()),
+                             (raw, CALIB, hashlib.sha256(raw).hexdigest()),
+                             (MODEL, calib, hashlib.sha256(raw).hexdigest())):
         other = snncc.convert(model, c, **PRE, **FAST)
         assert isinstance(other, snncc.SpikingNetwork)
         _lambdas_equal(other.graph.meta["lambda"], net.graph.meta["lambda"])
         prov = other.graph.meta["provenance"]
-        assert prov["source_sha256"] is not None and prov["calibration_images"] == 100
-    import hashlib
+        assert prov["source_sha256"] == digest and prov["calibration_images"] == 100
     assert net.graph.meta["provenance"]["source_sha256"] == hashlib.sha256(raw).hexdigest()
     assert net.graph.meta["provenance"]["source_name"] == "digits_resnet.onnx"
 

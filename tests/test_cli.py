@@ -538,6 +538,22 @@ def test_unreadable_output_dir_non_root(tmp_path, capsys):
         ro.chmod(0o755)
 
 
+def test_unwritable_output_dir_reported_for_any_user(tmp_path, capsys, monkeypatch):
+    """The same check where the test runs as root (who may write anywhere): the directory is made
+    unwritable in the eyes of ``os.access``, which is what the check asks."""
+    import snncc.snnfile
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = os.access
+    monkeypatch.setattr(snncc.snnfile.os, "access",
+                        lambda p, mode, *a, **k: False if os.path.abspath(p) == str(ro) and mode & os.W_OK
+                        else real(p, mode, *a, **k))
+    rc, so, se = cli(capsys, MODEL, "-o", ro / "x.snn", "--calib", CALIB, *PRE, *FAST)
+    line = one_line_error(rc, se)
+    assert "not writable" in line and str(ro / "x.snn") in line and "choose a writable output path" in line
+    assert os.listdir(ro) == []
+
+
 def test_internal_errors_are_one_line_too(tmp_path, capsys, monkeypatch):
     import snncc.api
     monkeypatch.delenv("SNNCC_DEBUG", raising=False)

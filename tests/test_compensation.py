@@ -179,6 +179,21 @@ def test_search_zeta_on_digits_uses_calibration_data_only(calib, monkeypatch):
         assert c["gain"] == pytest.approx(c["accuracy"] - rec["candidates"][0]["accuracy"])
         assert c["gain_se"] == pytest.approx(d.std(ddof=1) / np.sqrt(d.size))
     assert rec["candidates"][0]["zeta"] == 1.0 and rec["candidates"][0]["gain_se"] == 0.0
+    # the fit and tau_max, recomputed from a baseline run of the uncompensated network
+    depth = C.depth_of(before)
+    last = max((p for p in before.populations() if p.op == "neuron"), key=lambda p: depth[p.name])
+    r0 = rn.Network(before).run(xsub, 32, progress=False, record=(last.name,))
+    per_depth: dict = {}
+    for p in before.populations():
+        if p.op == "neuron":
+            per_depth.setdefault(depth[p.name], []).append(abs(float(np.mean(r0.prop_error[p.name]))))
+    es = [float(np.mean(per_depth[d])) for d in sorted(per_depth)]
+    assert rec["depths"] == sorted(per_depth) and rec["errors"] == pytest.approx(es, rel=1e-9)
+    assert rec["tau_max"] == pytest.approx(1 / np.max(np.mean(r0.rates[last.name], axis=0)), rel=1e-9)
+    slope, icpt = np.polyfit(rec["depths"], np.log(es), 1)          # E = p q^l, least squares in log space
+    r2 = np.corrcoef(rec["depths"], np.log(es))[0, 1] ** 2
+    assert fit["q"] == pytest.approx(np.exp(slope)) and fit["p"] == pytest.approx(np.exp(icpt))
+    assert fit["adj_r2"] == pytest.approx(1 - (1 - r2) * 6 / 5)     # n = 7 depths, one regressor
     # the chosen zeta was applied to the network: hidden biases scaled, output untouched
     for p in net.graph.populations():
         b0 = before.node(p.name).params.get("bias")

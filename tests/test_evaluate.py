@@ -96,6 +96,22 @@ def test_eval_json_report(full_eval, digits_snn):
     assert lg["gain"] == pytest.approx(r["accuracy_at"][str(T)] - r["accuracy_at"][str(T // 2)])
     assert r["energy_snn_uj"] == pytest.approx(r["sops_per_image"] * 77e-9)
     assert r["energy_ann_uj"] == pytest.approx(r["ann_macs_per_image"] * 12.5e-6)
+    # the per-layer figures, recomputed from a run of the same images: E = mean V(T)/T, rates,
+    # correlation and gap against the analog view on the first 32 of them
+    from snncc.analog import run_analog
+    net = snncc.load(digits_snn)
+    xc = net.prepare(xt[r["image_indices"]])
+    names = [p.name for p in pops if p.op == "neuron"]
+    res = net.runtime.run(xc, T, progress=False, threads=1, record=names)
+    acts = run_analog(g, xc[:32], keep=True)
+    res32 = net.runtime.run(xc[:32], T, progress=False, threads=1, record=names)
+    for k in names:
+        lay = r["layers"][k]
+        assert lay["propagation_error"] == pytest.approx(float(np.mean(res.prop_error[k])), rel=1e-9, abs=1e-12)
+        assert lay["firing_rate"] == pytest.approx(float(np.mean(res.rates[k])), rel=1e-9)
+        a, rate = np.asarray(acts[k]).ravel(), np.asarray(res32.rates[k]).ravel()
+        assert lay["ann_snn_correlation"] == pytest.approx(np.corrcoef(a, rate)[0, 1], rel=1e-9)
+        assert lay["rate_gap"] == pytest.approx(np.mean(rate - np.clip(a, 0, 1)), rel=1e-9, abs=1e-12)
 
 
 def test_eval_plot_is_a_png(full_eval):

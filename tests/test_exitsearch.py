@@ -114,6 +114,8 @@ def test_search_stores_the_window_and_auto_runs_with_it(digits_net, tmp_path):
     net.save(path)
     back = snncc.load(path)
     assert back.graph.meta["exit_stable"]["m"] == m
+    from snncc.ir import META_KEYS
+    assert set(back.graph.meta) <= set(META_KEYS), sorted(set(back.graph.meta) - set(META_KEYS))   # documented
     xt = np.load(TEST)["x"][:50]
     auto = back.run(xt, 64, exit_stable="auto", progress=False)
     given = back.run(xt, 64, exit_stable=m, progress=False)

@@ -120,6 +120,12 @@ def test_flatten_of_spatial_map_permutes_dense_rows():
     assert fl.shape == (256,)
     dense = g.succs(fl.name)
     assert g.node(dense[0]).op == "dense"
+    # ONNX flattens the NCHW map (16, 4, 4) in (c, h, w) order, the IR its channels-last (4, 4, 16) map in
+    # (h, w, c) order: the IR's dense rows are the Gemm's weight columns in that order
+    m = onnx.load(os.path.join(FIX, "vgg_maxpool.onnx"))
+    w = next(onnx.numpy_helper.to_array(t) for t in m.graph.initializer if t.name == "10.weight")   # (32, 256), transB
+    expect = w.reshape(32, 16, 4, 4).transpose(2, 3, 1, 0).reshape(256, 32)
+    np.testing.assert_array_equal(np.asarray(g.node(dense[0]).params["weight"], np.float32), expect)
 
 
 def test_external_data_and_input_kinds(tmp_path):

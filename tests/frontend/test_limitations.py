@@ -366,11 +366,28 @@ def test_cli_prints_the_same_line(tmp_path, capsys):
 
 def test_maxpool_relu_swap_is_the_fix():
     """The suggested fix (ReLU before MaxPool) converts; max and ReLU commute, so outputs are unchanged."""
-    n = Net()
-    x = n.bn(n.conv("input", 3, 4, "conv1"), 4, "bn1")
-    x = n.node("MaxPool", [n.relu(x, "relu1")], "pool1", kernel_shape=[2, 2], strides=[2, 2])
-    net = _convert(n.head(x, 4))
-    assert [p.op for p in net.graph.populations()].count("maxgate") == 1
+    import onnxruntime as ort
+
+    def model(relu_first):
+        n = Net()
+        x = n.bn(n.conv("input", 3, 4, "conv1"), 4, "bn1")
+        if relu_first:
+            x = n.node("MaxPool", [n.relu(x, "relu1")], "pool1", kernel_shape=[2, 2], strides=[2, 2])
+        else:
+            x = n.relu(n.node("MaxPool", [x], "pool1", kernel_shape=[2, 2], strides=[2, 2]), "relu1")
+        return n.head(x, 4)
+    x = np.random.default_rng(2).uniform(0, 1, (6, 3, 8, 8)).astype(np.float32)
+
+    def ort_out(m):
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    swapped = model(relu_first=True)
+    ref = ort_out(swapped)
+    np.testing.assert_allclose(ref, ort_out(model(relu_first=False)), rtol=1e-6, atol=1e-6)   # same function
+    net = _convert(swapped)
+    g = net.graph
+    assert [p.op for p in g.populations()].count("maxgate") == 1
+    np.testing.assert_allclose(net.analog(x) * g.meta["lambda"][g.output.name], ref, rtol=1e-4,
+                               atol=1e-4 * np.abs(ref).max())
 
 
 def test_preactivation_resnet_converts_exactly():

@@ -65,8 +65,11 @@ def test_streaming_percentile_rows_of_different_scales(positive, no_slack):
 
 def test_topk_size():
     assert topk_needed(10 ** 6, 100) == 2
-    n = 10 ** 6
-    assert topk_needed(n, 99.9) == n - int(np.floor((n - 1) * 99.9 / 100)) + 1
+    # np.percentile interpolates between sorted positions lo = floor((n-1) p/100) and lo + 1, so the top
+    # n - lo values suffice; one more is kept.  n = 1e6, p = 99.9: (1e6-1)*0.999 = 998999.001, lo = 998999,
+    # 1001 + 1.  n = 1000, p = 50: 499.5 -> lo = 499, 501 + 1.  n = 1001, p = 50: lo = 500, 501 + 1.
+    assert topk_needed(10 ** 6, 99.9) == 1002
+    assert topk_needed(1000, 50) == 502 and topk_needed(1001, 50) == 502
 
 
 def _lowered(make):

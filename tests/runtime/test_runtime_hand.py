@@ -139,8 +139,23 @@ def test_rates_record_and_accuracy():
     res = Network(g).run(x, 8, labels=np.array([0, 0]), record=["n", "out"], progress=False)
     assert np.allclose(res.rates["n"][:, 0], [0.25, 0.5])
     assert np.allclose(res.rates["out"][:, 0], [0.25, 0.5])
-    assert res.accuracy() == 1.0 and res.accuracy_at[8] == 1.0
     assert list(res.steps_run) == [8, 8]
+
+
+def test_predictions_and_accuracy_per_step():
+    """Two classes: class 1 wins once the neuron has fired (its spikes push class 0 down; ties go to
+    class 0).  Input 0.25 fires at steps 4, 8, input 0.5 at 2, 4, 6, 8; labels 1 and 0."""
+    b = B((1, 1, 1))
+    b.neuron("n", (1, 1, 1))
+    b.identity("in", "n", [1.0])
+    b.output("out", 2)
+    b.dense("n", "out", [[-1.0, 0.0]])
+    x = np.array([0.25, 0.5], np.float32).reshape(2, 1, 1, 1)
+    res = Network(b.done()).run(x, 8, labels=np.array([1, 0]), progress=False)
+    assert res.predictions.tolist() == [[0, 0, 0, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1, 1, 1]]
+    # step 1: only image 2 right; steps 2-3: neither; from step 4: only image 1
+    assert [res.accuracy_at[t] for t in (1, 2, 4, 8)] == [0.5, 0.0, 0.5, 0.5]
+    assert res.accuracy() == 0.5 and res.accuracy(3) == 0.0
 
 
 def test_callback_and_batches():
