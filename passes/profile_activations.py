@@ -140,13 +140,8 @@ class TopK:
 
 # -- activation sources ----------------------------------------------------------
 def _external_preprocess(meta, x):
-    p = meta.get("preprocess_external") or meta.get("preprocess") or {}
-    y = np.asarray(x, np.float64) * float(p.get("scale", 1.0))
-    if p.get("mean") is not None:
-        y = y - np.asarray(p["mean"], np.float64)
-    if p.get("std") is not None:
-        y = y / np.asarray(p["std"], np.float64)
-    return y
+    from snncc.analog import apply_preprocess
+    return apply_preprocess(meta.get("preprocess_external") or meta.get("preprocess") or {}, x)
 
 
 class _OrtSource:

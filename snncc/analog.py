@@ -15,12 +15,27 @@ from snncc.ops import OPS
 
 def preprocess(graph: Graph, x: np.ndarray) -> np.ndarray:
     """Raw channels-last batch -> the input node's value: ``(x*scale - mean)/std``."""
-    p = graph.meta.get("preprocess") or {}
-    y = np.asarray(x, dtype=np.float64) * float(p.get("scale", 1.0))
-    if p.get("mean") is not None:
-        y = y - np.asarray(p["mean"], dtype=np.float64)
-    if p.get("std") is not None:
-        y = y / np.asarray(p["std"], dtype=np.float64)
+    return apply_preprocess(graph.meta.get("preprocess") or {}, x)
+
+
+#: the largest preprocessed input value the float32 runtime can take
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def apply_preprocess(p: dict, x: np.ndarray) -> np.ndarray:
+    """``(x*scale - mean)/std`` with the values of the dict ``p`` (float64); a result that is not finite or
+    beyond float32's range (an absurd scale, mean or std) is a :class:`DataError`."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        y = np.asarray(x, dtype=np.float64) * float(p.get("scale", 1.0))
+        if p.get("mean") is not None:
+            y = y - np.asarray(p["mean"], dtype=np.float64)
+        if p.get("std") is not None:
+            y = y / np.asarray(p["std"], dtype=np.float64)
+    if y.size and not np.abs(y).max() <= _F32_MAX:        # also catches NaN
+        from snncc.errors import DataError
+        given = ", ".join(f"{k} {p[k]}" for k in ("scale", "mean", "std") if p.get(k) is not None)
+        raise DataError(f"the preprocessing ({given}) turns the input into values beyond float32's range",
+                        "check --input-scale, --mean and --std (for a .snn: convert it again with sensible ones)")
     return y
 
 

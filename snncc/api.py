@@ -28,6 +28,11 @@ from snncc.presets import (LAYERS_PER_GROUP, MAXGATE_RULES, PARAM_DTYPE, PARAM_D
                            PRESETS, ZETA_IMAGES, ZETA_TIMESTEPS)                                # (re-exported)
 
 
+#: the largest fixed compensation factor accepted: the factor compounds over depth (2^19 on ResNet-20's
+#: 19 layers), while the searched factors lie within 1.00-1.05 (docs/results.md)
+ZETA_MAX = 2.0
+
+
 @dataclass
 class ConvertOptions:
     """Every conversion option, resolved (:func:`resolve_options`): a preset's values, then the overrides.
@@ -39,7 +44,7 @@ class ConvertOptions:
     channel_wise: bool
     shortcut_norm: bool
     init_membrane: float | str          # a fraction of threshold, or "auto" (searched on calibration images)
-    compensate: str | float
+    compensate: str | float             # "none", "auto" or a factor in (0, ZETA_MAX]
     calibrate_bias: int
     maxgate: str
     preset: str
@@ -136,9 +141,10 @@ def resolve_options(preset: str = "best", **overrides) -> ConvertOptions:
                              "e.g. --compensate auto or --compensate 1.05") from None
     if isinstance(opts.compensate, (int, np.integer, np.floating)) and not isinstance(opts.compensate, bool):
         opts.compensate = float(opts.compensate)
-    if isinstance(opts.compensate, float) and not (np.isfinite(opts.compensate) and opts.compensate > 0):
-        raise SnnccError(f"compensation factor must be a positive number, got {opts.compensate}",
-                         "e.g. --compensate 1.05")
+    if isinstance(opts.compensate, float) and not (np.isfinite(opts.compensate) and 0 < opts.compensate <= ZETA_MAX):
+        raise SnnccError(f"compensation factor must be a number in (0, {ZETA_MAX:g}], got {opts.compensate:g} (it "
+                         "multiplies every layer's input, compounding over depth)",
+                         "factors are slightly above 1, e.g. --compensate 1.02, or let --compensate auto search it")
     return opts
 
 

@@ -277,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "convert")     # the default command, options may come first: snncc -q M.onnx ...
     parser = build_parser()
     if not argv:
-        parser.print_help()
+        sys.stderr.write("snncc: error: no model given (fix: snncc MODEL.onnx -o OUT.snn --calib CALIB.npz; "
+                         "snncc --help lists the commands and options)\n")
         return 2
     a = parser.parse_args(argv)
     if a.command is None:

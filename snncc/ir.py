@@ -148,6 +148,9 @@ class Graph:
                  port: int = 0, syn: Synapse | None = None) -> None:
         if self.nx.has_edge(src, dst):
             raise IRError(f"parallel edge {src!r} -> {dst!r} is not supported")
+        for end in (src, dst):
+            if end not in self.nx:
+                raise IRError(f"edge {src!r} -> {dst!r} names no node {end!r}")
         self.nx.add_edge(src, dst, kind=EdgeKind(kind), port=port, syn=syn)
 
     def remove_node(self, name: str) -> None:

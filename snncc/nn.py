@@ -11,6 +11,9 @@ import numpy as np
 
 def conv_out_hw(h: int, w: int, k: tuple[int, int], stride: tuple[int, int],
                 pads: tuple[int, int, int, int], dilation: tuple[int, int] = (1, 1)) -> tuple[int, int]:
+    if min(k) < 1 or min(stride) < 1 or min(dilation) < 1 or min(pads) < 0:
+        raise ValueError(f"window {tuple(k)}, stride {tuple(stride)}, dilation {tuple(dilation)} must be at least 1 "
+                         f"and pads {tuple(pads)} at least 0")
     kh = (k[0] - 1) * dilation[0] + 1
     kw = (k[1] - 1) * dilation[1] + 1
     oh = (h + pads[0] + pads[2] - kh) // stride[0] + 1
@@ -34,6 +37,9 @@ def conv_geometry(attrs: dict) -> tuple:
 def conv_shape(w: np.ndarray, attrs: dict, s, what: str = "conv") -> tuple[int, int, int]:
     """Output shape ``(OH, OW, Cout)`` of a conv with weight ``(KH, KW, Cin/groups, Cout)`` on input ``s``."""
     stride, pads, dilation, groups = conv_geometry(attrs)
+    if groups < 1 or w.shape[3] % groups:
+        raise ValueError(f"{what} has groups={groups}, which must be at least 1 and divide its {w.shape[3]} "
+                         "output channels")
     if len(s) != 3 or s[2] != w.shape[2] * groups:
         raise ValueError(f"{what} expects (H, W, {w.shape[2] * groups}) input, got {s}")
     oh, ow = conv_out_hw(s[0], s[1], w.shape[:2], stride, pads, dilation)

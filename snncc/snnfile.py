@@ -192,6 +192,16 @@ def atomic_write_many(items: list[tuple[str, bytes]]) -> None:
 
 
 def save(graph: Graph, path: str) -> None:
+    """Write ``graph`` to ``path`` (atomically), after checking it is a network :func:`load` accepts: the IR
+    invariants (finite parameters included) and the metadata the runtime relies on."""
+    from snncc.ir import IRError, verify
+    try:
+        verify(graph)
+        _check_meta(graph.meta, graph.input.shape[-1])
+    except (IRError, ValueError) as e:
+        raise SnnFileError(f"the network is not fit to be saved to {path!r} ({e})",
+                           "check the conversion options (e.g. a huge --compensate or --rate-scale); nothing was "
+                           "written") from None
     atomic_write(path, to_bytes(graph))
 
 
@@ -334,6 +344,9 @@ def _check_meta(meta: Any, channels: int) -> None:
                              f"got {v!r}")
         if key == "std" and any(m == 0 for m in v):      # negative is fine: a folded in-graph Mul(-1)
             raise ValueError(f"'meta.preprocess.std' must be nonzero, got {v!r}")
+    im = meta.get("init_membrane", 0.0)
+    if im is not None and (isinstance(im, bool) or not isinstance(im, (int, float)) or not 0.0 <= im < 1.0):
+        raise ValueError(f"'meta.init_membrane' must be a fraction of threshold in [0, 1), got {im!r}")
     ex = meta.get("exit_stable")       # the window exit_stable='auto' runs with (snncc.exitsearch)
     if ex is not None:
         if not isinstance(ex, dict) or "m" not in ex:

@@ -147,6 +147,8 @@ def _sp_shape(syn, s):
     st, off, cp = _t2(syn.attrs["stride"]), _t2(syn.attrs.get("offset", (0, 0))), _t2(syn.attrs["cpad"])
     if len(s) != 3:
         raise ValueError(f"subsample_pad needs a (H, W, C) source, got {s}")
+    if min(st) < 1 or min(off) < 0 or min(cp) < 0:
+        raise ValueError(f"subsample_pad stride {st} must be at least 1, offset {off} and cpad {cp} at least 0")
     oh = -(-(s[0] - off[0]) // st[0])
     ow = -(-(s[1] - off[1]) // st[1])
     c = s[2] + cp[0] + cp[1]

@@ -493,6 +493,12 @@ BAD_CASES = {
                                   ["calibration labels", "100..115", "10 classes"]),
     "rate scale 0": (CONVERT(MODEL, CALIB, "--rate-scale", "0"), ["rate scale", "got 0.0", "--rate-scale 4"]),
     "rate scale nan": (CONVERT(MODEL, CALIB, "--rate-scale", "nan"), ["rate scale", "got nan"]),
+    "compensate huge": (CONVERT(MODEL, CALIB, "--compensate", "1e300"), ["compensation factor", "(0, 2]",
+                                                                        "--compensate auto"]),
+    "input scale overflows": ([MODEL, "-o", "{out}/x.snn", "--calib", CALIB, "--input-scale", "1e300", *FAST],
+                              ["beyond float32's range", "--input-scale"]),
+    "std underflows": ([MODEL, "-o", "{out}/x.snn", "--calib", CALIB, "--input-scale", "0.0625", "--std", "1e-320",
+                        *FAST], ["beyond float32's range", "--std"]),
     "init membrane word": (CONVERT(MODEL, CALIB, "--init-membrane", "soon"), ["--init-membrane", "auto", "'soon'"]),
     "calib is a text file": (CONVERT(MODEL, "{in}/text.npz"), ["text.npz", "neither a zip"]),
     "calib object arrays": (CONVERT(MODEL, "{in}/object.npz"), ["object.npz", "object arrays"]),
@@ -579,9 +585,10 @@ def test_options_before_the_model_still_mean_convert(tmp_path, capsys):
     assert rc == 0 and "{convert,inspect,eval}" in so
 
 
-def test_no_arguments_prints_help(capsys):
+def test_no_arguments_is_a_one_line_error(capsys):
     rc, so, se = cli(capsys)
-    assert rc == 2 and "usage: snncc" in so
+    line = one_line_error(rc, se)
+    assert rc == 2 and so == "" and "no model given" in line and "snncc --help" in line
 
 
 # ---------------------------------------------------------------------------------------------

@@ -194,7 +194,10 @@ def test_negative_std_from_a_folded_input_affine_round_trips(tmp_path):
     snnfile.save(g, p)
     assert snnfile.load(p).meta["preprocess"]["std"] == [-1.0]
     g.meta["preprocess"]["std"] = [0.0]
-    snnfile.save(g, p)
+    with pytest.raises(SnnFileError, match="not fit to be saved.*nonzero"):
+        snnfile.save(g, p)                                   # save refuses it; a file made otherwise:
+    assert snnfile.load(p).meta["preprocess"]["std"] == [-1.0]    # the earlier file is untouched
+    snnfile.atomic_write(p, snnfile.to_bytes(g))
     with pytest.raises(SnnFileError, match="nonzero"):
         snnfile.load(p)
 
@@ -255,6 +258,89 @@ def test_unknown_param_dtype_rejected(tmp_path):
     g = small_graph()
     g.meta["param_dtype"] = "float16"
     p = str(tmp_path / "m.snn")
-    snnfile.save(g, p)
+    with pytest.raises(SnnFileError, match="not fit to be saved.*param_dtype"):
+        snnfile.save(g, p)
+    assert not os.path.exists(p)
+    snnfile.atomic_write(p, snnfile.to_bytes(g))         # a file made otherwise
     with pytest.raises(SnnFileError, match="param_dtype"):
         snnfile.load(p)
+
+
+def _edited(tmp_path, edit):
+    """A .snn written from ``small_graph()`` after ``edit(graph)`` without save's checks (a file
+    snncc never writes), or with ``edit(manifest_dict)`` when ``edit.manifest`` is set."""
+    import json
+    g = small_graph()
+    p = tmp_path / "m.snn"
+    if getattr(edit, "manifest", False):
+        snnfile.save(g, str(p))
+        with zipfile.ZipFile(p) as z:
+            members = {n: z.read(n) for n in z.namelist()}
+        m = json.loads(members["manifest.json"])
+        edit(m)
+        members["manifest.json"] = json.dumps(m).encode()
+        with zipfile.ZipFile(p, "w") as z:
+            for n, v in members.items():
+                z.writestr(n, v)
+    else:
+        edit(g)
+        snnfile.atomic_write(str(p), snnfile.to_bytes(g))
+    return str(p)
+
+
+def _ghost(m):
+    m["edges"][0]["src"] = "ghost"
+
+
+_ghost.manifest = True
+
+
+def _init_nan(m):
+    m["meta"]["init_membrane"] = float("nan")                # json writes NaN, and reads it back
+
+
+_init_nan.manifest = True
+
+
+def _stride0(g):
+    g.nx.edges["n1", "n2"]["syn"].attrs["stride"] = (0, 0)
+
+
+def _groups3(g):
+    g.nx.edges["n1", "n2"]["syn"].attrs["groups"] = 2          # 3 output channels: not divisible
+
+
+@pytest.mark.parametrize("edit, words", [
+    (_ghost, ["malformed manifest", "names no node 'ghost'"]),
+    (_stride0, ["invalid network", "stride (0, 0)", "at least 1"]),
+    (_groups3, ["invalid network", "groups=2"]),
+    (_init_nan, ["'meta.init_membrane'", "[0, 1)", "nan"]),
+    (lambda g: g.meta.update(init_membrane=1.5), ["'meta.init_membrane'", "1.5"]),
+], ids=["edge to no node", "stride 0", "groups", "init membrane nan", "init membrane 1.5"])
+def test_edited_manifests_are_corrupt_files(tmp_path, edit, words):
+    p = _edited(tmp_path, edit)
+    with pytest.raises(SnnFileError) as e:
+        snnfile.load(p)
+    msg = str(e.value)
+    assert "\n" not in msg and "fix:" in msg and all(w in msg for w in words), msg
+
+
+def test_save_refuses_non_finite_parameters(tmp_path):
+    """What a huge compensation factor once produced: overflowed weights are refused before writing."""
+    g = small_graph()
+    g.nx.edges["n1", "n2"]["syn"].params["weight"][0, 0, 0, 0] = np.inf
+    p = tmp_path / "m.snn"
+    with pytest.raises(SnnFileError, match="not fit to be saved.*non-finite"):
+        snnfile.save(g, str(p))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_input_scale_beyond_float32_is_a_data_error(tmp_path):
+    """A stored input scale that overflows the input: the run stops with a one-line DataError."""
+    from snncc.errors import DataError
+    from snncc.runtime import Network
+    p = _edited(tmp_path, lambda g: g.meta["preprocess"].update(scale=1e308))
+    g = snnfile.load(p)
+    with pytest.raises(DataError, match="beyond float32's range") as e:
+        Network(g).run(np.full((1, 4, 4, 3), 255.0), 4, progress=False)
+    assert "--input-scale" in str(e.value)
