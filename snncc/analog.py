@@ -23,15 +23,16 @@ _F32_MAX = float(np.finfo(np.float32).max)
 
 
 def apply_preprocess(p: dict, x: np.ndarray) -> np.ndarray:
-    """``(x*scale - mean)/std`` with the values of the dict ``p`` (float64); a result that is not finite or
-    beyond float32's range (an absurd scale, mean or std) is a :class:`DataError`."""
+    """``(x*scale - mean)/std`` with the values of the dict ``p`` (float64); finite data that this makes
+    non-finite or beyond float32's range (an absurd scale, mean or std) is a :class:`DataError`."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         y = np.asarray(x, dtype=np.float64) * float(p.get("scale", 1.0))
         if p.get("mean") is not None:
             y = y - np.asarray(p["mean"], dtype=np.float64)
         if p.get("std") is not None:
             y = y / np.asarray(p["std"], dtype=np.float64)
-    if y.size and not np.abs(y).max() <= _F32_MAX:        # also catches NaN
+    # (non-finite data itself is left to the callers' checks, which name the image)
+    if y.size and not np.abs(y).max() <= _F32_MAX and np.isfinite(np.asarray(x, np.float64)).all():
         from snncc.errors import DataError
         given = ", ".join(f"{k} {p[k]}" for k in ("scale", "mean", "std") if p.get(k) is not None)
         raise DataError(f"the preprocessing ({given}) turns the input into values beyond float32's range",
