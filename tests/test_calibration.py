@@ -238,3 +238,12 @@ def test_init_membrane_auto_through_convert_without_labels():
     assert net.graph.meta["init_membrane"] == rec["init_membrane"]
     assert net.graph.meta["provenance"]["options"]["init_membrane"] == "auto"
     assert any(s.startswith("initial membrane: chose") for s in logs)
+    # the chosen start scores best (ties to the larger), and re-simulating it against the source model's
+    # answers on the same images reproduces its score
+    from snncc.compensation import zeta_images
+    accs = {c["init_membrane"]: c["accuracy"] for c in rec["candidates"]}
+    top = max(accs.values())
+    assert rec["init_membrane"] == max(v for v, a in accs.items() if a == top)
+    xs, _ = zeta_images(net.prepare(x), None, 32)
+    r = net.run(xs, 16, progress=False)
+    assert np.mean(r.predictions[:, -1] == np.argmax(net.analog(xs), axis=1)) == pytest.approx(top)
