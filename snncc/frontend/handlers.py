@@ -274,8 +274,8 @@ def batchnorm(ctx: Ctx, node):
     ctx.set(node.output[0], Feat(nm, x.rank, x.perm, x.fperm))
 
 
-def _relu_node(ctx: Ctx, node, cap=None):
-    x = ctx.feat(node.input[0])
+def _relu_node(ctx: Ctx, node, cap=None, src=None):
+    x = ctx.feat(node.input[0] if src is None else src)
     if x.view is not None:
         raise ctx.error("activation of a reshaped (rank-3) tensor", "apply the activation before reshaping")
     onnx_t = node.output[0] if x.fperm is None else None   # a permuted flat vector: profiled in analog
@@ -340,6 +340,44 @@ def clip(ctx: Ctx, node):
     if reason:
         raise ctx.error(reason, RELU_HINT)
     _relu_node(ctx, node, _clip_bounds(ctx, node)[1])
+
+
+def _max_zero_operand(ctx: Ctx, node):
+    """(index of the feature operand, None) of ``Max(x, 0)`` / ``Max(0, x)``, or (None, reason)."""
+    ins = [i for i in node.input if i]
+    if len(ins) != 2:
+        return None, f"Max of {len(ins)} operands (only Max(x, 0), a ReLU, is supported)"
+    consts = [ctx.is_const(i) for i in ins]
+    if consts.count(True) != 1:
+        return None, "Max of two activations is not linear (only Max(x, 0), a ReLU, is supported)"
+    c = np.asarray(ctx.const(ins[consts.index(True)]), np.float64)
+    if c.size == 0 or np.any(c != 0):
+        return None, ("Max(x, c) with c other than 0 is not a ReLU (only Max(x, 0) is supported): "
+                      "retrain with ReLU")
+    if c.ndim > 0 and c.size > 1:
+        return None, "Max(x, 0) with a zero tensor operand: use a scalar 0 (torch.clamp(x, min=0) or relu)"
+    return consts.index(False), None
+
+
+def _max_check(ctx: Ctx, node):
+    return _max_zero_operand(ctx, node)[1]
+
+
+@register("Max", check=_max_check)
+def max_(ctx: Ctx, node):
+    """Max(x, 0): a ReLU (what ``torch.clamp(x, min=0)`` exports to with ``dynamo=True``).
+
+    IR: ``relu``
+    Accepts: two operands, one of them the constant scalar 0 (either order); opset 8 on (the
+    broadcasting Max).
+    Rejects: any other Max of a feature map (another constant, two activations, more operands).
+    Notes: a Max whose operands are all constants is constant-folded instead (shape arithmetic).
+    """
+    k, reason = _max_zero_operand(ctx, node)
+    if reason:
+        raise ctx.error(reason, RELU_HINT)
+    x = [i for i in node.input if i][k]
+    _relu_node(ctx, node, src=x)
 
 
 # -- elementwise arithmetic ----------------------------------------------------------

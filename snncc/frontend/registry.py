@@ -26,7 +26,7 @@ HANDLERS: dict[str, Handler] = {}
 
 #: ops only ever consumed by constant folding (no feature-map semantics)
 FOLD_ONLY = ("Constant", "ConstantOfShape", "Shape", "Size", "Gather", "Range", "Equal", "Where",
-             "Expand", "Tile", "Floor", "Ceil", "Sqrt", "Reciprocal", "Neg", "Pow", "Min", "Max")
+             "Expand", "Tile", "Floor", "Ceil", "Sqrt", "Reciprocal", "Neg", "Pow", "Min")
 
 NON_RELU = frozenset({"Sigmoid", "LeakyRelu", "Gelu", "Tanh", "Elu", "Selu", "Softplus", "Softsign",
                       "HardSigmoid", "HardSwish", "PRelu", "Erf", "Mish", "Celu", "ThresholdedRelu",
@@ -38,6 +38,9 @@ RELU_HINT = ("integrate-and-fire neurons only represent ReLU (and ReLU6 via Clip
 OP_HINTS = {
     "Concat": "Concat of feature maps (DenseNet/Inception-style) is not supported: use residual Add "
               "blocks instead of concatenation",
+    "Gather": "a Gather of the activations is not supported; PyTorch's dynamo exporter writes one for "
+              "torch.flatten of a non-contiguous tensor (a channels_last model, or a permute of the input): "
+              "call .contiguous() before flattening, or export with dynamo=False",
     "ConvTranspose": "transposed convolutions are not supported; use a classifier network",
     "Resize": "upsampling is not supported; use a classifier network",
     "Upsample": "upsampling is not supported; use a classifier network",

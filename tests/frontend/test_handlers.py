@@ -1,4 +1,6 @@
 """Op handlers on tiny hand-built models: IR == onnxruntime."""
+import re
+
 import numpy as np
 import pytest
 from onnx import TensorProto
@@ -231,3 +233,44 @@ def test_folding_uses_the_models_opset(opset):
     g = _run(b, _head(b, y, 4), opset=opset)
     assert g.by_op("subsample")[0].attrs["stride"] == (2, 2)
     assert not any(n.op_type in ("Constant", "Unsqueeze") for n in g.onnx_model.graph.node)
+
+
+@pytest.mark.parametrize("zero_first", [False, True])
+def test_max_with_zero_is_a_relu(zero_first):
+    """``torch.clamp(x, min=0)`` exported by dynamo: Max(x, 0), either operand order."""
+    b = Builder()
+    y = b.conv("x", 3, 4)
+    z = b.const(np.float32(0.0))
+    y = b.node("Max", [z, y] if zero_first else [y, z])
+    g = _run(b, _head(b, y, 4))
+    assert [n.op for n in g.nodes()].count("relu") == 1 and g.by_op("relu")[0].attrs["cap"] is None
+
+
+@pytest.mark.parametrize("case, words", [("const", "Max(x, c) with c other than 0"),
+                                         ("two", "Max of two activations"),
+                                         ("three", "Max of 3 operands")])
+def test_other_max_of_a_feature_map_is_rejected(case, words):
+    from snncc.errors import UnsupportedOpError
+    b = Builder()
+    y = b.conv("x", 3, 4)
+    if case == "const":
+        y = b.node("Max", [y, b.const(np.float32(0.5))])
+    elif case == "two":
+        y = b.node("Max", [y, b.node("Relu", [y])])
+    else:
+        y = b.node("Max", [y, b.const(np.float32(0.0)), b.const(np.float32(0.0))])
+    with pytest.raises(UnsupportedOpError, match=re.escape(words)) as e:
+        import_onnx(b.model(_head(b, y, 4)))
+    assert e.value.ops[0][0] == "Max" and "\n" not in str(e.value)
+
+
+def test_gather_of_activations_names_the_dynamo_flatten_fix():
+    """What dynamo writes for torch.flatten of a channels_last tensor: a Gather of the activations."""
+    from snncc.errors import UnsupportedOpError
+    b = Builder()
+    y = b.node("Relu", [b.conv("x", 3, 4)])
+    y = b.node("Flatten", [b.node("GlobalAveragePool", [y])])
+    y = b.node("Gather", [y, b.const(np.array([3, 2, 1, 0]))], axis=1)
+    with pytest.raises(UnsupportedOpError, match="Gather") as e:
+        import_onnx(b.model(b.node("Gemm", [y, b.randw(5, 4)], transB=1)))
+    assert ".contiguous() before flattening" in e.value.hint and "dynamo=False" in e.value.hint

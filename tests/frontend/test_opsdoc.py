@@ -127,7 +127,10 @@ def all_ops_model(opset: int, seed: int = 0) -> onnx.ModelProto:
     h = nd("Relu", [nd("Sum", [y, h])])
     # down-sampling block with the option-A shortcut; Mul by a constant before BN
     y = nd("Mul", [conv(h, 8, 16, pads=[1, 1, 1, 1], strides=[2, 2]), pos(1, 16, 1, 1)])
-    y = nd("Relu", [bn(y, 16)])
+    if opset >= 8:      # torch.clamp(min=0) from dynamo (Max broadcasts from opset 8)
+        y = nd("Max", [bn(y, 16), c(np.float32(0.0))])
+    else:
+        y = nd("Relu", [bn(y, 16)])
     y = bn(conv(y, 16, 16, pads=[1, 1, 1, 1]), 16)
     if opset >= 10:
         s = subsample(subsample(h, 2), 3)
