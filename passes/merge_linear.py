@@ -21,6 +21,13 @@ Rewrites, applied until none matches (each is exact):
   ``dense`` takes a 1-D operand; ``eliminate_sums`` makes it implicit.
 * ``globalavgpool`` -> ``conv`` 1x1 (stride any, no pads): one ``conv`` with an
   ``H x W`` kernel ``W'[h, w, c, o] = W[0, 0, c, o] / (H W)``.
+* ``conv`` -> global average (``globalavgpool``, or an unpadded ``avgpool`` whose window is
+  the whole map) -> ``flatten``, the conv's only consumer the pool: the all-convolutional /
+  NiN classifier head, linear from the conv's input ``(H, W, C)`` to the logits.  Becomes
+  ``flatten`` -> ``dense`` with ``D[(h W + w) C + c, o] = sum_{kh, kw} A_h[h, kh] A_w[w, kw]
+  W[kh, kw, c, o] / (OH OW)``, where ``A_h[h, kh]`` counts the output rows ``oh`` reading
+  input row ``h`` through tap ``kh`` (``oh s - p_top + kh d = h``), likewise ``A_w``;
+  bias ``b`` unchanged (the mean of a constant).
 * ``dense`` -> ``dense``: ``W = W1 W2``, ``b = b1 W2 + b2``.
 
 ``subsample`` + channel ``pad`` (option-A shortcuts) are left to
@@ -180,6 +187,68 @@ def _gap(g: Graph, n) -> bool:
     return _splice_out(g, n.name, src, [cons])
 
 
+def _global_avg(g: Graph, n) -> bool:
+    """A ``globalavgpool``, or an ``avgpool`` without padding whose one window covers its input."""
+    if n.op == "globalavgpool":
+        return True
+    if n.op != "avgpool" or any(_t(n.attrs.get("pads", (0, 0, 0, 0)))):
+        return False
+    h, w, _ = g.node(data_pred(g, n.name)).shape
+    return tuple(_t(n.attrs["kernel"])) == (h, w)
+
+
+def _tap_counts(size: int, out: int, k: int, stride: int, pad: int, dil: int) -> np.ndarray:
+    """``A[i, kk]``: how many of the ``out`` output positions read input ``i`` through tap ``kk``."""
+    a = np.zeros((size, k))
+    for o in range(out):
+        for kk in range(k):
+            i = o * stride - pad + kk * dil
+            if 0 <= i < size:
+                a[i, kk] += 1
+    return a
+
+
+def _conv_global_avg(g: Graph, n) -> bool:
+    if not _global_avg(g, n):
+        return False
+    cv_name = data_pred(g, n.name)
+    cv = g.node(cv_name)
+    fl = only_consumer(g, n.name)
+    if cv.op != "conv" or only_consumer(g, cv_name) != n.name or fl is None or g.node(fl).op != "flatten":
+        return False
+    src = data_pred(g, cv_name)
+    if g.nx.has_edge(src, fl):
+        return False
+    (h, w_, cin), (oh, ow, cout) = g.node(src).shape, cv.shape
+    stride, pads, dil, groups = nn.conv_geometry(cv.attrs)
+    wt = np.asarray(cv.params["weight"], np.float64)                # (KH, KW, Cin/groups, Cout)
+    full = np.zeros(wt.shape[:2] + (cin, cout))
+    cg, og = wt.shape[2], cout // groups
+    for k in range(groups):                                         # block-diagonal over the groups
+        full[:, :, k * cg:(k + 1) * cg, k * og:(k + 1) * og] = wt[:, :, :, k * og:(k + 1) * og]
+    ah = _tap_counts(h, oh, wt.shape[0], stride[0], pads[0], dil[0])
+    aw = _tap_counts(w_, ow, wt.shape[1], stride[1], pads[1], dil[1])
+    d = np.einsum("hk,wl,klio->hwio", ah, aw, full) / (oh * ow)
+    b = cv.params.get("bias")
+    dt = cv.params["weight"].dtype
+    cv.op, cv.attrs, cv.shape = "dense", {}, (cout,)
+    cv.params = {"weight": d.reshape(h * w_ * cin, cout).astype(dt),
+                 "bias": (np.zeros(cout) if b is None else np.asarray(b, np.float64)).astype(dt)}
+    outs = [(v, dict(e)) for _, v, e in g.nx.out_edges(fl, data=True)]
+    fnode = g.node(fl)
+    cv.onnx_tensor, cv.onnx_perm = fnode.onnx_tensor, fnode.onnx_perm     # the value flowing on
+    fnode.onnx_tensor, fnode.onnx_perm, fnode.shape = None, None, (h * w_ * cin,)
+    g.remove_node(n.name)                       # the pool: src -> flatten -> dense (the conv) -> consumers
+    g.nx.remove_edge(src, cv_name)
+    for v, _ in outs:
+        g.nx.remove_edge(fl, v)
+    g.add_edge(src, fl, EdgeKind.DATA, 0)
+    g.add_edge(fl, cv_name, EdgeKind.DATA, 0)
+    for v, e in outs:
+        g.add_edge(cv_name, v, e["kind"], e["port"], e["syn"])
+    return True
+
+
 def _dense_dense(g: Graph, n) -> bool:
     if n.op != "dense":
         return False
@@ -198,7 +267,10 @@ def _dense_dense(g: Graph, n) -> bool:
     return True
 
 
-RULES = (_pad_into_conv, _affine_after_linear, _affine_affine, _affine_before_linear, _gap, _dense_dense)
+# (_conv_global_avg before _gap: a conv -> pool -> flatten -> dense head becomes one dense, not a conv
+# feeding a dense with no ReLU between them)
+RULES = (_pad_into_conv, _affine_after_linear, _affine_affine, _affine_before_linear, _conv_global_avg, _gap,
+         _dense_dense)
 
 
 def run(graph: Graph, ctx=None) -> Graph:

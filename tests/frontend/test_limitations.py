@@ -442,3 +442,24 @@ def test_padded_maxpool_from_keras_converts_exactly(build, pads):
     assert np.array_equal(np.argmax(y, 1), np.argmax(ref, 1))
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
     assert [p.op for p in g.populations()].count("maxgate") == 1
+
+
+def test_nin_head_without_relu_before_the_pool_converts_exactly():
+    """Documented as supported: conv (1x1 and 3x3 stride 2) -> GlobalAveragePool / a whole-map AveragePool
+    -> Flatten with no ReLU before the pool (NiN / all-conv heads) merges into the classifier, exactly."""
+    import onnxruntime as ort
+    x = np.random.default_rng(1).uniform(0, 1, (6, 3, 8, 8)).astype(np.float32)
+    for k, pool in ((1, "GlobalAveragePool"), (3, "AveragePool")):
+        n = Net()
+        h = n.relu(n.bn(n.conv("input", 3, 8, "conv1"), 8, "bn1"), "relu1")
+        at = {"strides": [2, 2]} if k == 3 else {}
+        y = n.conv(h, 8, 10, "classifier", k=k, **at)                       # (10, 8, 8) or (10, 4, 4)
+        side = 4 if k == 3 else 8
+        y = n.node(pool, [y], "pool", **({"kernel_shape": [side, side]} if pool == "AveragePool" else {}))
+        m = n.model(n.node("Flatten", [y], "flatten"))
+        ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        net = _convert(m)
+        g = net.graph
+        assert [p.op for p in g.populations()] == ["input", "neuron", "output"], pool
+        np.testing.assert_allclose(net.analog(x) * g.meta["lambda"][g.output.name], ref, rtol=1e-4,
+                                   atol=1e-4 * np.abs(ref).max())

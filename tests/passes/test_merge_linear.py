@@ -84,3 +84,51 @@ def test_affine_before_padded_conv_is_left():
 def test_idempotent():
     twice_equals_once(merge_linear.run, _prep(resnet))
     twice_equals_once(merge_linear.run, _prep(plain))
+
+
+def _nin(stride=1, pads=1, groups=1, k=3, dilation=1, pool="gap", dense_after=False):
+    """relu(conv) -> conv (no ReLU) -> global average -> flatten [-> dense]: the NiN / all-conv head."""
+    def make():
+        b = OB((6, 6, 4), seed=3)
+        h = b.relu(b.conv("in", 4))
+        cin, cout = 4, 6
+        w = b.r(k, k, cin // groups, cout)
+        c = b._add("conv", [h], {"stride": (stride, stride), "pads": (pads,) * 4, "groups": groups,
+                                 "dilation": (dilation, dilation)}, {"weight": w, "bias": b.r(cout)})
+        if pool == "gap":
+            p = b.gap(c)
+        else:                                       # an unpadded average pool whose window is the whole map
+            oh, ow, _ = b.shape(c)
+            p = b._add("avgpool", [c], {"kernel": (oh, ow), "stride": (1, 1), "pads": (0, 0, 0, 0),
+                                        "count_include_pad": False})
+        y = b.flatten(p)
+        if dense_after:
+            y = b.dense(y, 3)
+        x = b.rng.normal(size=(5, 6, 6, 4))
+        return b.done(y), x
+    return make
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(stride=2), dict(groups=2), dict(k=1, pads=0), dict(dilation=2, pads=2),
+                                dict(pool="avgpool"), dict(stride=2, dense_after=True)],
+                         ids=["3x3", "stride2", "groups2", "1x1", "dilated", "full-window-avgpool", "then-dense"])
+def test_conv_then_global_average_becomes_one_dense(kw):
+    g, x = _nin(**kw)()
+    g0 = g.copy()
+    g = merge_linear.run(g, None)
+    verify(g)
+    assert_analog_equal(g0, g, x)
+    ops = [n.op for n in g.nodes()]
+    assert ops == ["input", "conv", "relu", "flatten", "dense"], ops     # the head is one dense on the ReLU map
+    (d,) = g.by_op("dense")
+    assert d.params["weight"].shape == (6 * 6 * 4, 3 if kw.get("dense_after") else 6)
+    twice_equals_once(merge_linear.run, _nin(**kw))
+
+
+def test_conv1x1_then_gap_dense_weights_by_hand():
+    """1x1 conv, stride 1, no padding, then the mean over the 6x6 map: D[(h, w, c), o] = W[c, o] / 36."""
+    g, _ = _nin(k=1, pads=0)()
+    w = g.node(next(n.name for n in g.by_op("conv") if n.params["weight"].shape[:2] == (1, 1))).params["weight"]
+    g = merge_linear.run(g, None)
+    (d,) = g.by_op("dense")
+    np.testing.assert_allclose(d.params["weight"], np.tile(w[0, 0], (36, 1)) / 36, rtol=1e-12)
