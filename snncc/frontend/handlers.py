@@ -787,11 +787,18 @@ def cast(ctx: Ctx, node):
     """Cast between float types (exporters insert them around every op).
 
     IR: none (alias)
-    Accepts: casts to float, double, float16 or bfloat16.
+    Accepts: casts to float, double, float16 or bfloat16; a cast of a uint8 image input to uint8
+    (Keras 3 writes one), or to another integer type wide enough for 0..255.
     Rejects: casting an activation to an integer or bool type.
     """
-    if int(attrs(node).get("to", onnx.TensorProto.FLOAT)) not in FLOAT_TYPES:
-        raise ctx.error("casts an activation to a non-float type", "keep activations in float")
+    to = int(attrs(node).get("to", onnx.TensorProto.FLOAT))
+    if to not in FLOAT_TYPES:
+        if node.input[0] not in ctx.raw_int or to not in (onnx.TensorProto.UINT8, onnx.TensorProto.INT16,
+                                                           onnx.TensorProto.INT32, onnx.TensorProto.INT64,
+                                                           onnx.TensorProto.UINT16, onnx.TensorProto.UINT32,
+                                                           onnx.TensorProto.UINT64):
+            raise ctx.error("casts an activation to a non-float type", "keep activations in float")
+        ctx.raw_int.add(node.output[0])         # still the raw image, losslessly
     _alias(ctx, node)
 
 

@@ -68,7 +68,11 @@ class Ctx:
             for i in n.input:
                 if i:
                     self.consumers[i] = self.consumers.get(i, 0) + 1
-        d0 = graph_input(self.model).type.tensor_type.shape.dim[0]
+        gi = graph_input(self.model)
+        #: tensors holding the raw integer (uint8) image, before any arithmetic: integer casts of them
+        #: (Keras writes Cast(to=UINT8) of a uint8 input) are no-ops
+        self.raw_int = {gi.name} if gi.type.tensor_type.elem_type == onnx.TensorProto.UINT8 else set()
+        d0 = gi.type.tensor_type.shape.dim[0]
         #: the model's batch size if it is static (else None: dynamic batch)
         self.static_batch = int(d0.dim_value) if d0.HasField("dim_value") and d0.dim_value > 0 else None
         self.output_name = self.model.graph.output[0].name

@@ -274,3 +274,26 @@ def test_gather_of_activations_names_the_dynamo_flatten_fix():
     with pytest.raises(UnsupportedOpError, match="Gather") as e:
         import_onnx(b.model(b.node("Gemm", [y, b.randw(5, 4)], transB=1)))
     assert ".contiguous() before flattening" in e.value.hint and "dynamo=False" in e.value.hint
+
+
+def test_uint8_input_cast_to_uint8_is_a_no_op():
+    """Keras 3 exports Input(dtype="uint8") + Rescaling as Cast(to=UINT8) x2 -> Cast(to=FLOAT) -> Mul."""
+    b = Builder()
+    y = b.node("Cast", [b.node("Cast", ["x"], to=TensorProto.UINT8)], to=TensorProto.UINT8)
+    y = b.node("Mul", [b.node("Cast", [y], to=TensorProto.FLOAT), b.const(np.float32(1 / 255))])
+    y = b.node("Relu", [b.conv(y, 3, 4)])
+    m = b.model(_head(b, y, 4), in_type=TensorProto.UINT8)
+    g = import_onnx(m)
+    x = np.random.default_rng(0).integers(0, 256, (4, 3, 8, 8)).astype(np.uint8)
+    import onnxruntime as ort
+    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    check_equal(g, m, x.astype(np.float32), ref=ref)
+
+
+def test_integer_cast_of_an_activation_is_rejected():
+    from snncc.errors import SnnccError
+    b = Builder()
+    y = b.node("Relu", [b.conv("x", 3, 4)])
+    y = b.node("Cast", [b.node("Cast", [y], to=TensorProto.INT32)], to=TensorProto.FLOAT)
+    with pytest.raises(SnnccError, match="casts an activation to a non-float type"):
+        import_onnx(b.model(_head(b, y, 4)))
