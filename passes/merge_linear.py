@@ -28,6 +28,11 @@ Rewrites, applied until none matches (each is exact):
   W[kh, kw, c, o] / (OH OW)``, where ``A_h[h, kh]`` counts the output rows ``oh`` reading
   input row ``h`` through tap ``kh`` (``oh s - p_top + kh d = h``), likewise ``A_w``;
   bias ``b`` unchanged (the mean of a constant).
+* ``conv`` -> ``conv`` 1x1 (stride 1, no padding, one group; the first conv its only
+  consumer): depthwise-separable convolutions (Keras ``SeparableConv2D``), linear bottlenecks.
+  One conv with the first's geometry, ``W[kh, kw, ci, co] = sum_m W1[kh, kw, ci, m] W2[m, co]``
+  (``W1`` expanded block-diagonally over its groups), ``b = b1 W2 + b2``.  Exact: the 1x1
+  conv is pointwise, so it commutes with the first conv's zero padding.
 * ``dense`` -> ``dense``: ``W = W1 W2``, ``b = b1 W2 + b2``.
 
 ``subsample`` + channel ``pad`` (option-A shortcuts) are left to
@@ -222,10 +227,7 @@ def _conv_global_avg(g: Graph, n) -> bool:
     (h, w_, cin), (oh, ow, cout) = g.node(src).shape, cv.shape
     stride, pads, dil, groups = nn.conv_geometry(cv.attrs)
     wt = np.asarray(cv.params["weight"], np.float64)                # (KH, KW, Cin/groups, Cout)
-    full = np.zeros(wt.shape[:2] + (cin, cout))
-    cg, og = wt.shape[2], cout // groups
-    for k in range(groups):                                         # block-diagonal over the groups
-        full[:, :, k * cg:(k + 1) * cg, k * og:(k + 1) * og] = wt[:, :, :, k * og:(k + 1) * og]
+    full = _full_weight(wt, groups)
     ah = _tap_counts(h, oh, wt.shape[0], stride[0], pads[0], dil[0])
     aw = _tap_counts(w_, ow, wt.shape[1], stride[1], pads[1], dil[1])
     d = np.einsum("hk,wl,klio->hwio", ah, aw, full) / (oh * ow)
@@ -246,6 +248,40 @@ def _conv_global_avg(g: Graph, n) -> bool:
     g.add_edge(fl, cv_name, EdgeKind.DATA, 0)
     for v, e in outs:
         g.add_edge(cv_name, v, e["kind"], e["port"], e["syn"])
+    return True
+
+
+def _full_weight(w: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped conv weight ``(KH, KW, Cin/groups, Cout)`` as the equivalent dense one ``(KH, KW, Cin, Cout)``."""
+    if groups == 1:
+        return np.asarray(w, np.float64)
+    kh, kw, cg, cout = w.shape
+    og = cout // groups
+    full = np.zeros((kh, kw, cg * groups, cout))
+    for k in range(groups):
+        full[:, :, k * cg:(k + 1) * cg, k * og:(k + 1) * og] = w[:, :, :, k * og:(k + 1) * og]
+    return full
+
+
+def _conv_conv1x1(g: Graph, n) -> bool:
+    if n.op != "conv":
+        return False
+    src = data_pred(g, n.name)
+    a = g.node(src)
+    w2 = n.params["weight"]
+    stride, pads, _, groups = nn.conv_geometry(n.attrs)
+    if (a.op != "conv" or w2.shape[:2] != (1, 1) or stride != (1, 1) or any(pads) or groups != 1
+            or only_consumer(g, src) != n.name or not can_bypass(g, n.name, src)):
+        return False
+    w1 = _full_weight(a.params["weight"], nn.conv_geometry(a.attrs)[3])
+    m2 = np.asarray(w2, np.float64)[0, 0]                           # (M, Cout)
+    b1, b2 = a.params.get("bias"), n.params.get("bias")
+    b = (0 if b1 is None else np.asarray(b1, np.float64) @ m2) + (0 if b2 is None else np.asarray(b2, np.float64))
+    dt = a.params["weight"].dtype
+    a.params = {"weight": np.einsum("hwim,mo->hwio", w1, m2).astype(dt), "bias": (np.zeros(m2.shape[1]) + b).astype(dt)}
+    a.attrs["groups"] = 1
+    a.shape = tuple(n.shape)
+    bypass(g, n.name, src)
     return True
 
 
@@ -270,7 +306,7 @@ def _dense_dense(g: Graph, n) -> bool:
 # (_conv_global_avg before _gap: a conv -> pool -> flatten -> dense head becomes one dense, not a conv
 # feeding a dense with no ReLU between them)
 RULES = (_pad_into_conv, _affine_after_linear, _affine_affine, _affine_before_linear, _conv_global_avg, _gap,
-         _dense_dense)
+         _conv_conv1x1, _dense_dense)
 
 
 def run(graph: Graph, ctx=None) -> Graph:

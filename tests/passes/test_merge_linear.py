@@ -132,3 +132,39 @@ def test_conv1x1_then_gap_dense_weights_by_hand():
     g = merge_linear.run(g, None)
     (d,) = g.by_op("dense")
     np.testing.assert_allclose(d.params["weight"], np.tile(w[0, 0], (36, 1)) / 36, rtol=1e-12)
+
+
+def _separable(groups=4, stride=1, k2=1, pads2=0, dilation=1):
+    """relu -> conv kxk (grouped: depthwise when groups = C) -> conv k2 x k2 -> relu -> GAP head."""
+    def make():
+        b = OB((7, 7, 4), seed=5)
+        h = b.relu(b.conv("in", 4))
+        c1 = b._add("conv", [h], {"stride": (stride, stride), "pads": (dilation,) * 4, "groups": groups,
+                                  "dilation": (dilation, dilation)},
+                    {"weight": b.r(3, 3, 4 // groups, 8), "bias": b.r(8)})
+        c2 = b.conv(c1, 6, k=k2, pads=pads2)
+        y = b.dense(b.flatten(b.gap(b.relu(c2))), 3)
+        return b.done(y), b.rng.normal(size=(4, 7, 7, 4))
+    return make
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(groups=1), dict(stride=2), dict(dilation=2)],
+                         ids=["depthwise-like", "dense-3x3", "stride2", "dilated"])
+def test_conv_then_pointwise_conv_is_one_conv(kw):
+    g, x = _separable(**kw)()
+    g0 = g.copy()
+    g = merge_linear.run(g, None)
+    verify(g)
+    assert_analog_equal(g0, g, x)
+    convs = g.by_op("conv")
+    assert len(convs) == 2 and convs[1].params["weight"].shape == (3, 3, 4, 6) and convs[1].attrs["groups"] == 1
+    twice_equals_once(merge_linear.run, _separable(**kw))
+
+
+@pytest.mark.parametrize("kw", [dict(k2=3, pads2=1), dict(k2=1, pads2=1)], ids=["second-3x3", "second-padded"])
+def test_conv_then_non_pointwise_conv_is_left(kw):
+    """Only a 1x1, unpadded, stride-1 second conv commutes with the first's padding: others stay (and
+    eliminate_sums reports two linear layers with no ReLU between)."""
+    g, x = _separable(**kw)()
+    g = merge_linear.run(g, None)
+    assert len(g.by_op("conv")) == 3
