@@ -33,6 +33,11 @@ Rewrites, applied until none matches (each is exact):
   One conv with the first's geometry, ``W[kh, kw, ci, co] = sum_m W1[kh, kw, ci, m] W2[m, co]``
   (``W1`` expanded block-diagonally over its groups), ``b = b1 W2 + b2``.  Exact: the 1x1
   conv is pointwise, so it commutes with the first conv's zero padding.
+* ``affine`` -> pool (the affine its only consumer) becomes pool -> ``affine``: a BatchNorm after
+  the ReLU and before the pooling layer (a common Keras ordering).  Exact for ``maxpool`` when every
+  scale is positive (``max(s x + t) = s max(x) + t``; padding never wins), for ``globalavgpool``,
+  and for ``avgpool`` without padding or with ``count_include_pad`` false (each window's weights sum
+  to 1).  The affine then merges into what follows (a dense, an unpadded conv) or is reported there.
 * ``dense`` -> ``dense``: ``W = W1 W2``, ``b = b1 W2 + b2``.
 
 ``subsample`` + channel ``pad`` (option-A shortcuts) are left to
@@ -285,6 +290,37 @@ def _conv_conv1x1(g: Graph, n) -> bool:
     return True
 
 
+def _affine_through_pool(g: Graph, n) -> bool:
+    if n.op not in ("maxpool", "avgpool", "globalavgpool"):
+        return False
+    src = data_pred(g, n.name)
+    a = g.node(src)
+    if a.op != "affine" or only_consumer(g, src) != n.name:
+        return False
+    s = chan(a.params["scale"], a.channels)
+    if n.op == "maxpool" and not np.all(s > 0):
+        return False
+    if n.op == "avgpool" and any(_t(n.attrs.get("pads", (0, 0, 0, 0)))) and n.attrs.get("count_include_pad"):
+        return False
+    up = data_pred(g, src)
+    outs = [(v, dict(e)) for _, v, e in g.nx.out_edges(n.name, data=True)]
+    if any(v == src or g.nx.has_edge(src, v) for v, _ in outs) or g.nx.has_edge(up, n.name):
+        return False
+    # up -> affine -> pool -> outs   becomes   up -> pool -> affine -> outs
+    g.nx.remove_edge(up, src)
+    g.nx.remove_edge(src, n.name)
+    for v, _ in outs:
+        g.nx.remove_edge(n.name, v)
+    g.add_edge(up, n.name, EdgeKind.DATA, 0)
+    g.add_edge(n.name, src, EdgeKind.DATA, 0)
+    for v, e in outs:
+        g.add_edge(src, v, e["kind"], e["port"], e["syn"])
+    a.shape = tuple(n.shape)
+    a.onnx_tensor, n.onnx_tensor = n.onnx_tensor, None          # the pooled, affine value is what flows on
+    a.onnx_perm, n.onnx_perm = n.onnx_perm, None
+    return True
+
+
 def _dense_dense(g: Graph, n) -> bool:
     if n.op != "dense":
         return False
@@ -306,7 +342,7 @@ def _dense_dense(g: Graph, n) -> bool:
 # (_conv_global_avg before _gap: a conv -> pool -> flatten -> dense head becomes one dense, not a conv
 # feeding a dense with no ReLU between them)
 RULES = (_pad_into_conv, _affine_after_linear, _affine_affine, _affine_before_linear, _conv_global_avg, _gap,
-         _conv_conv1x1, _dense_dense)
+         _conv_conv1x1, _affine_through_pool, _dense_dense)
 
 
 def run(graph: Graph, ctx=None) -> Graph:

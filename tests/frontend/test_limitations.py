@@ -463,3 +463,27 @@ def test_nin_head_without_relu_before_the_pool_converts_exactly():
         assert [p.op for p in g.populations()] == ["input", "neuron", "output"], pool
         np.testing.assert_allclose(net.analog(x) * g.meta["lambda"][g.output.name], ref, rtol=1e-4,
                                    atol=1e-4 * np.abs(ref).max())
+
+
+def test_batchnorm_after_relu_before_pools_converts_exactly():
+    """Documented as supported: conv -> ReLU -> BN -> MaxPool / AvgPool -> Flatten -> Gemm (Keras' common
+    ordering); the BN moves past the pool and merges into the classifier."""
+    import onnxruntime as ort
+    x = np.random.default_rng(1).uniform(0, 1, (6, 3, 8, 8)).astype(np.float32)
+    for pool in ("MaxPool", "AveragePool"):
+        n = Net()
+        h = n.relu(n.conv("input", 3, 4, "conv1"), "relu1")
+        c = 4
+        h = n.node("BatchNormalization", [h, n.const(np.array([0.5, 1.5, 1.0, 2.0], np.float32)),
+                                          n.const(np.array([0.1, -0.2, 0.3, 0.0], np.float32)),
+                                          n.const(np.array([0.2, 0.1, -0.1, 0.3], np.float32)),
+                                          n.const(np.array([1.0, 0.5, 2.0, 1.5], np.float32))], "bn1")
+        h = n.node(pool, [h], "pool1", kernel_shape=[2, 2], strides=[2, 2])
+        h = n.node("Flatten", [h], "flatten")
+        w = n.rng.standard_normal((10, c * 16)).astype(np.float32)
+        m = n.model(n.node("Gemm", [h, n.const(w), n.const(np.zeros(10, np.float32))], "fc", transB=1))
+        ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        net = _convert(m)
+        g = net.graph
+        np.testing.assert_allclose(net.analog(x) * g.meta["lambda"][g.output.name], ref, rtol=1e-4,
+                                   atol=1e-4 * np.abs(ref).max())

@@ -168,3 +168,49 @@ def test_conv_then_non_pointwise_conv_is_left(kw):
     g, x = _separable(**kw)()
     g = merge_linear.run(g, None)
     assert len(g.by_op("conv")) == 3
+
+
+def _bn_after_relu(pool, negative=False, pads=(0, 0, 0, 0), cip=False):
+    """relu -> affine (a BatchNorm after the ReLU) -> pool -> [flatten ->] dense."""
+    def make():
+        b = OB((6, 6, 3), seed=7)
+        h = b.relu(b.conv("in", 3))
+        s = b.r(3, lo=0.5, hi=2.0)
+        if negative:
+            s[1] = -s[1]
+        a = b.affine(h, s=s)
+        if pool == "max":
+            p = b.maxpool(a, k=3, s=2, pads=pads)
+        elif pool == "avg":
+            p = b.avgpool(a, k=3, s=2, pads=pads, cip=cip)
+        else:
+            p = b.gap(a)
+        y = b.dense(b.flatten(p), 4)
+        return b.done(y), b.rng.normal(size=(4, 6, 6, 3))
+    return make
+
+
+@pytest.mark.parametrize("kw", [dict(pool="max"), dict(pool="max", pads=(1, 1, 1, 1)), dict(pool="avg"),
+                                dict(pool="avg", pads=(1, 1, 1, 1)), dict(pool="gap")],
+                         ids=["maxpool", "maxpool-padded", "avgpool", "avgpool-padded-cip-false", "gap"])
+def test_batchnorm_after_relu_moves_past_the_pool(kw):
+    g, x = _bn_after_relu(**kw)()
+    g0 = g.copy()
+    g = merge_linear.run(g, None)
+    verify(g)
+    assert_analog_equal(g0, g, x)
+    assert "affine" not in g.summary()                    # moved past the pool, then merged into the dense
+    (r,) = g.by_op("relu")
+    assert g.node(g.succs(r.name)[0]).op in ("maxpool", "avgpool", "flatten")     # the pool reads the ReLU
+    twice_equals_once(merge_linear.run, _bn_after_relu(**kw))
+
+
+@pytest.mark.parametrize("kw", [dict(pool="max", negative=True), dict(pool="avg", pads=(1, 1, 1, 1), cip=True)],
+                         ids=["maxpool-negative-scale", "avgpool-count-include-pad"])
+def test_batchnorm_stays_before_a_pool_it_does_not_commute_with(kw):
+    g, x = _bn_after_relu(**kw)()
+    g0 = g.copy()
+    g = merge_linear.run(g, None)
+    assert_analog_equal(g0, g, x)
+    (a,) = g.by_op("affine")
+    assert g.node(g.succs(a.name)[0]).op in ("maxpool", "avgpool")
