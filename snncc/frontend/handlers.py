@@ -11,7 +11,7 @@ import math
 import numpy as np
 import onnx
 
-from snncc.frontend.importer import NCHW, Ctx, Feat
+from snncc.frontend.importer import NCHW, NHWC, Ctx, Feat
 from snncc.frontend.registry import RELU_HINT, register
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
@@ -619,12 +619,26 @@ def _matmul_check(ctx: Ctx, node):
 def matmul(ctx: Ctx, node):
     """Matrix product with a constant weight matrix (Keras/TF Dense, PyTorch dynamo Linear).
 
-    IR: ``dense``
+    IR: ``dense`` | ``conv`` (1x1)
     Accepts: an (N, F) input times a constant 2-D matrix; a following constant Add becomes the bias.
-    Rejects: activation times activation; a weight that is not a matrix.
+    A channels-last (N, H, W, C) feature map times a (C, F) matrix (Keras ``Dense`` applied to a
+    4-D map, with no ``Flatten``) is a per-pixel linear map: a 1x1 convolution.
+    Rejects: activation times activation; a weight that is not a matrix; a product over a spatial
+    axis (an NCHW map times a matrix).
     """
     f = ctx.feat(node.input[0])
     w = np.asarray(ctx.const(node.input[1], "weight"), np.float64)
+    if f.rank == 4 and f.view is None:
+        if tuple(f.perm) != NHWC:
+            raise ctx.error("multiplies an NCHW feature map by a matrix over its last (width) axis",
+                            "flatten the feature map before the linear layer, or use a 1x1 convolution")
+        if w.shape[0] != ctx.ir_shape(f)[-1]:
+            raise ctx.error(f"weight {w.shape} does not fit the map's {ctx.ir_shape(f)[-1]} channels",
+                            "re-export the model")
+        nm = ctx.add("conv", [f.node], {"stride": (1, 1), "pads": (0, 0, 0, 0), "dilation": (1, 1), "groups": 1},
+                     {"weight": w[None, None], "bias": np.zeros(w.shape[1])})
+        ctx.set(node.output[0], Feat(nm, 4, f.perm))
+        return
     _dense(ctx, node, f, w, np.zeros(w.shape[1]))
 
 

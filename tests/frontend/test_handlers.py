@@ -297,3 +297,24 @@ def test_integer_cast_of_an_activation_is_rejected():
     y = b.node("Cast", [b.node("Cast", [y], to=TensorProto.INT32)], to=TensorProto.FLOAT)
     with pytest.raises(SnnccError, match="casts an activation to a non-float type"):
         import_onnx(b.model(_head(b, y, 4)))
+
+
+def test_matmul_on_a_channels_last_map_is_a_1x1_conv():
+    """Keras Dense on a 4-D map (no Flatten): (N, H, W, C) x (C, F) + bias, per pixel."""
+    b = Builder()
+    y = b.node("Relu", [b.conv("x", 3, 4)])
+    y = b.node("Transpose", [y], perm=[0, 2, 3, 1])                          # NHWC, as Keras' tensors are
+    y = b.node("Add", [b.node("MatMul", [y, b.randw(4, 6)]), b.randw(6, scale=0.1)])
+    y = b.node("Transpose", [b.node("Relu", [y])], perm=[0, 3, 1, 2])
+    g = _run(b, _head(b, y, 6))
+    (c1,) = [c for c in g.by_op("conv") if c.params["weight"].shape[:2] == (1, 1)]
+    assert c1.params["weight"].shape == (1, 1, 4, 6)
+
+
+def test_matmul_over_the_width_of_an_nchw_map_is_rejected():
+    from snncc.errors import SnnccError
+    b = Builder()
+    y = b.node("Relu", [b.conv("x", 3, 4)])
+    y = b.node("Relu", [b.node("MatMul", [y, b.randw(8, 8)])])                # (N, C, H, W) x (W, W')
+    with pytest.raises(SnnccError, match="over its last \\(width\\) axis"):
+        import_onnx(b.model(_head(b, y, 4)))
