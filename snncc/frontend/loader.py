@@ -153,7 +153,8 @@ def check_input(m: onnx.ModelProto):
         raise ModelError(f"input {vi.name!r} has no declared shape", "export the model with a fixed input size")
     if len(dims) != 4:
         raise ModelError(f"input {vi.name!r} has rank {len(dims)} {dims}; snncc needs an image batch "
-                         "(N,C,H,W) or (N,H,W,C)", "export the model with a rank-4 image input")
+                         "(N,C,H,W) or (N,H,W,C)", "export the model with a rank-4 image input (grayscale too: "
+                         "Keras Input((H, W, 1)), PyTorch (N, 1, H, W))")
     bad = [i for i, d in enumerate(dims[1:], 1) if not isinstance(d, int) or d <= 0]
     if bad:
         raise ModelError(f"input {vi.name!r} has dynamic spatial/channel dims {dims} (axes {bad})",
