@@ -246,3 +246,13 @@ def test_corrupted_models_only_raise_snncc_errors():
             del n.input[-1]
         attempt(m)
     assert outcomes["error"] >= 10 and outcomes["compared"] >= 10, outcomes
+
+
+def test_rank3_input_names_the_grayscale_fix():
+    b = Builder(("N", 8, 8))
+    y = b.node("Reshape", ["x", b.const(np.array([-1, 1, 8, 8]))])
+    y = b.node("Flatten", [b.node("GlobalAveragePool", [b.node("Relu", [b.conv(y, 1, 4)])])])
+    with pytest.raises(ModelError) as e:
+        import_onnx(b.model(b.node("Gemm", [y, b.randw(5, 4)], transB=1)))
+    msg = str(e.value)
+    assert "has rank 3" in msg and "Input((H, W, 1))" in msg and "\n" not in msg
