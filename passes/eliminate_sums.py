@@ -216,9 +216,14 @@ class _Lowerer:
                 sp = self.pop.get(src)
                 if sp in ("neuron", "maxgate"):
                     self.pop[n.name] = "maxgate" if n.op == "maxpool" else "neuron"
+                elif n.op == "maxpool" and g.node(src).op == "input":
+                    _err(n, "it pools the input image (a max pool needs spike rates: the output of a ReLU)",
+                         "pool after the first ReLU instead")
                 elif n.op == "maxpool":
-                    _err(n, f"its operand {src!r} is not the output of a ReLU (it can be negative)",
-                         "put the ReLU before the MaxPool in the model")
+                    _err(n, f"its operand {src!r} is not the output of a ReLU (it can be negative) and no ReLU "
+                            "follows the pool either",
+                         "put a ReLU right before or right after the MaxPool (they commute; snncc moves one after "
+                         "the pool in front of it)")
                 # avg pools of non-populations stay linear ops (rejected if reached)
 
     # -- expressions ---------------------------------------------------------

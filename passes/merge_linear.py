@@ -38,6 +38,12 @@ Rewrites, applied until none matches (each is exact):
   scale is positive (``max(s x + t) = s max(x) + t``; padding never wins), for ``globalavgpool``,
   and for ``avgpool`` without padding or with ``count_include_pad`` false (each window's weights sum
   to 1).  The affine then merges into what follows (a dense, an unpadded conv) or is reported there.
+* ``maxpool`` [after a zero ``pad``] -> ``relu`` (the pool's only consumer the ReLU) becomes ``relu``
+  -> ``maxpool``: ReLU (capped or not) is non-decreasing, so it commutes with max
+  (``relu(max(a, b)) = max(relu(a), relu(b))``) -- PyTorch's ``F.relu(F.max_pool2d(conv(x), 2))``
+  and ``conv -> BN -> MaxPool -> ReLU``.  A zero ``pad`` in between is merged into the pool's
+  pads (after the ReLU a padded 0 never exceeds a window's max; merged pads must stay smaller than
+  the kernel).  Not applied to a pool of the input image (no ReLU may go there).
 * ``dense`` -> ``dense``: ``W = W1 W2``, ``b = b1 W2 + b2``.
 
 ``subsample`` + channel ``pad`` (option-A shortcuts) are left to
@@ -321,6 +327,51 @@ def _affine_through_pool(g: Graph, n) -> bool:
     return True
 
 
+def _relu_before_maxpool(g: Graph, n) -> bool:
+    if n.op != "relu":
+        return False
+    pool = data_pred(g, n.name)
+    p = g.node(pool)
+    if p.op != "maxpool" or only_consumer(g, pool) != n.name:
+        return False
+    q = data_pred(g, pool)
+    pad = None
+    pads = _t(p.attrs.get("pads", (0, 0, 0, 0)))
+    if g.node(q).op == "pad":
+        pd = g.node(q)
+        if (float(pd.attrs.get("value", 0.0)) != 0.0 or any(_t(pd.attrs.get("cpad", (0, 0))))
+                or only_consumer(g, q) != pool):
+            return False
+        pads = tuple(a + b for a, b in zip(pads, _t(pd.attrs.get("pads", (0, 0, 0, 0)))))
+        k = _t(p.attrs["kernel"])
+        if any(pads[i] >= k[i % 2] for i in range(4)):
+            return False
+        pad, q = q, data_pred(g, q)
+    up = q
+    if g.node(up).op == "input":
+        return False
+    outs = [(v, dict(e)) for _, v, e in g.nx.out_edges(n.name, data=True)]
+    if any(v in (pool, pad) or g.nx.has_edge(pool, v) for v, _ in outs):
+        return False
+    # up -> [pad ->] maxpool -> relu -> outs   becomes   up -> relu -> maxpool (pads merged) -> outs
+    for v, _ in outs:
+        g.nx.remove_edge(n.name, v)
+    g.nx.remove_edge(pool, n.name)
+    if pad is not None:
+        g.remove_node(pad)
+    else:
+        g.nx.remove_edge(up, pool)
+    g.add_edge(up, n.name, EdgeKind.DATA, 0)
+    g.add_edge(n.name, pool, EdgeKind.DATA, 0)
+    for v, e in outs:
+        g.add_edge(pool, v, e["kind"], e["port"], e["syn"])
+    p.attrs["pads"] = pads
+    n.shape = tuple(g.node(up).shape)
+    p.onnx_tensor, p.onnx_perm = n.onnx_tensor, n.onnx_perm       # relu(max(x)) = max(relu(x)) flows on
+    n.onnx_tensor, n.onnx_perm = None, None                         # the ReLU's value has no ONNX tensor now
+    return True
+
+
 def _dense_dense(g: Graph, n) -> bool:
     if n.op != "dense":
         return False
@@ -342,7 +393,7 @@ def _dense_dense(g: Graph, n) -> bool:
 # (_conv_global_avg before _gap: a conv -> pool -> flatten -> dense head becomes one dense, not a conv
 # feeding a dense with no ReLU between them)
 RULES = (_pad_into_conv, _affine_after_linear, _affine_affine, _affine_before_linear, _conv_global_avg, _gap,
-         _conv_conv1x1, _affine_through_pool, _dense_dense)
+         _conv_conv1x1, _affine_through_pool, _relu_before_maxpool, _dense_dense)
 
 
 def run(graph: Graph, ctx=None) -> Graph:

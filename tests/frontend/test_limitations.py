@@ -98,8 +98,24 @@ def hardtanh():
     return n.head(x, 4)
 
 
+def maxpool_no_relu():
+    """conv -> BN -> MaxPool -> conv: a max of values that can be negative, and no ReLU after it either."""
+    n = Net()
+    x = n.node("MaxPool", [n.bn(n.conv("input", 3, 4, "conv1"), 4, "bn1")], "pool1", kernel_shape=[2, 2],
+               strides=[2, 2])
+    return n.head(n.relu(n.conv(x, 4, 4, "conv2"), "relu2"), 4)
+
+
+def maxpool_input():
+    """A max pool of the input image."""
+    n = Net()
+    x = n.node("MaxPool", ["input"], "pool0", kernel_shape=[2, 2], strides=[2, 2])
+    return n.head(n.relu(n.bn(n.conv(x, 3, 4, "conv1"), 4, "bn1"), "relu1"), 4)
+
+
 def maxpool_negative():
-    """conv -> BN -> MaxPool -> ReLU: the max pool sees values that can be negative."""
+    """conv -> BN -> MaxPool -> ReLU: the max pool sees values that can be negative (converts: the ReLU
+    moves in front of the pool)."""
     n = Net()
     x = n.bn(n.conv("input", 3, 4, "conv1"), 4, "bn1")
     x = n.relu(n.node("MaxPool", [x], "pool1", kernel_shape=[2, 2], strides=[2, 2]), "relu1")
@@ -276,9 +292,14 @@ CASES = {
                  "unsupported ONNX ops: Clip (node '/act/Clip', opset 17) (fix: Clip '/act/Clip': Clip(min=-1.0) "
                  "is not a ReLU; integrate-and-fire neurons represent only Clip(0, c) (ReLU/ReLU6): retrain "
                  "with ReLU or ReLU6)"),
-    "maxpool_negative": (maxpool_negative, ModelError,
-                         "cannot lower maxpool node 'pool1/MaxPool': its operand 'conv1/Conv' is not the output "
-                         "of a ReLU (it can be negative) (fix: put the ReLU before the MaxPool in the model)"),
+    "maxpool_no_relu": (maxpool_no_relu, ModelError,
+                        "cannot lower maxpool node 'pool1/MaxPool': its operand 'conv1/Conv' is not the output of "
+                        "a ReLU (it can be negative) and no ReLU follows the pool either (fix: put a ReLU right "
+                        "before or right after the MaxPool (they commute; snncc moves one after the pool in front "
+                        "of it))"),
+    "maxpool_input": (maxpool_input, ModelError,
+                      "cannot lower maxpool node 'pool0/MaxPool': it pools the input image (a max pool needs spike "
+                      "rates: the output of a ReLU) (fix: pool after the first ReLU instead)"),
     "dynamic_hw": (dynamic_hw, ModelError,
                    "input 'input' has dynamic spatial/channel dims ['batch', 3, 'height', 'width'] (axes [2, 3]) "
                    "(fix: export with a fixed input size: only the batch dim may be dynamic (e.g. "
@@ -317,10 +338,6 @@ CASES = {
                       "mode))"),
     "sigmoid_output": (sigmoid_output, UnsupportedOpError,
                        f"unsupported ONNX ops: Sigmoid (node '/out/Sigmoid', opset 17) (fix: Sigmoid: {_RELU})"),
-    "zeropad_maxpool_negative": (zeropad_maxpool_negative, ModelError,
-                                 "cannot lower maxpool node 'pool1/MaxPool': its operand 'pool1/Pad' is not the "
-                                 "output of a ReLU (it can be negative) (fix: put the ReLU before the MaxPool in "
-                                 "the model)"),
     "edge_pad_avgpool": (edge_pad_avgpool, UnsupportedOpError,
                          "unsupported ONNX ops: Pad (node '/pool1/Pad', opset 17) (fix: Pad '/pool1/Pad': "
                          "mode='edge' (only constant zero padding is supported))"),
@@ -356,38 +373,30 @@ def test_quoted_verbatim_in_docs(case):
 def test_cli_prints_the_same_line(tmp_path, capsys):
     from snncc.cli import main
     p = tmp_path / "m.onnx"
-    p.write_bytes(maxpool_negative().SerializeToString())
+    p.write_bytes(maxpool_no_relu().SerializeToString())
     np.savez(tmp_path / "calib.npz", x=np.random.default_rng(0).uniform(0, 255, (4, 3, 8, 8)).astype(np.uint8))
     rc = main([str(p), "-o", str(tmp_path / "m.snn"), "--calib", str(tmp_path / "calib.npz"), "-q"])
     err = capsys.readouterr().err
-    assert rc == 2 and err == f"snncc: error: {CASES['maxpool_negative'][2]}\n"
+    assert rc == 2 and err == f"snncc: error: {CASES['maxpool_no_relu'][2]}\n"
     assert not (tmp_path / "m.snn").exists()
 
 
-def test_maxpool_relu_swap_is_the_fix():
-    """The suggested fix (ReLU before MaxPool) converts; max and ReLU commute, so outputs are unchanged."""
+@pytest.mark.parametrize("build", [maxpool_negative, zeropad_maxpool_negative], ids=["maxpool-relu", "zeropad-maxpool-relu"])
+def test_maxpool_then_relu_converts_exactly(build):
+    """Documented as supported: conv -> BN -> [ZeroPad ->] MaxPool -> ReLU (PyTorch's
+    F.relu(F.max_pool2d(conv(x), 2))).  Max and ReLU commute, so the ReLU moves in front of the pool (the
+    zero pad into the pool's pads) and the network computes exactly what the model does."""
     import onnxruntime as ort
-
-    def model(relu_first):
-        n = Net()
-        x = n.bn(n.conv("input", 3, 4, "conv1"), 4, "bn1")
-        if relu_first:
-            x = n.node("MaxPool", [n.relu(x, "relu1")], "pool1", kernel_shape=[2, 2], strides=[2, 2])
-        else:
-            x = n.relu(n.node("MaxPool", [x], "pool1", kernel_shape=[2, 2], strides=[2, 2]), "relu1")
-        return n.head(x, 4)
+    m = build()
     x = np.random.default_rng(2).uniform(0, 1, (6, 3, 8, 8)).astype(np.float32)
-
-    def ort_out(m):
-        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-    swapped = model(relu_first=True)
-    ref = ort_out(swapped)
-    np.testing.assert_allclose(ref, ort_out(model(relu_first=False)), rtol=1e-6, atol=1e-6)   # same function
-    net = _convert(swapped)
+    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    net = _convert(m)
     g = net.graph
-    assert [p.op for p in g.populations()].count("maxgate") == 1
+    assert [p.op for p in g.populations()] == ["input", "neuron", "maxgate", "output"]
     np.testing.assert_allclose(net.analog(x) * g.meta["lambda"][g.output.name], ref, rtol=1e-4,
                                atol=1e-4 * np.abs(ref).max())
+    res = net.run(x, 64, progress=False)
+    assert res.spikes[g.by_op("maxgate")[0].name].sum() > 0
 
 
 def test_preactivation_resnet_converts_exactly():

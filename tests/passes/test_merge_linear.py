@@ -214,3 +214,38 @@ def test_batchnorm_stays_before_a_pool_it_does_not_commute_with(kw):
     assert_analog_equal(g0, g, x)
     (a,) = g.by_op("affine")
     assert g.node(g.succs(a.name)[0]).op in ("maxpool", "avgpool")
+
+
+def _pool_then_relu(pad=None, cap=None, pool_pads=(0, 0, 0, 0)):
+    """conv -> [zero pad ->] maxpool -> relu -> GAP head: the pool sees negative values."""
+    def make():
+        b = OB((7, 7, 3), seed=9)
+        c = b.conv(b.relu(b.conv("in", 3)), 4)
+        if pad is not None:
+            c = b.pad(c, pad)
+        r = b.relu(b.maxpool(c, k=3, s=2, pads=pool_pads), cap=cap)
+        y = b.dense(b.flatten(b.gap(r)), 3)
+        return b.done(y), b.rng.normal(size=(4, 7, 7, 3))
+    return make
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(cap=0.5), dict(pool_pads=(1, 1, 1, 1)), dict(pad=(1, 1, 1, 1)),
+                                dict(pad=(0, 0, 1, 1), pool_pads=(1, 1, 0, 0))],
+                         ids=["plain", "capped", "pool-padded", "zero-pad", "zero-pad-and-pool-pads"])
+def test_relu_after_maxpool_moves_in_front_of_it(kw):
+    g, x = _pool_then_relu(**kw)()
+    g0 = g.copy()
+    g = merge_linear.run(g, None)
+    verify(g)
+    assert_analog_equal(g0, g, x)
+    (p,) = g.by_op("maxpool")
+    assert g.node(g.preds(p.name)[0]).op == "relu" and "pad" not in g.summary()
+    assert p.attrs["pads"] == tuple(a + b for a, b in zip(kw.get("pool_pads", (0,) * 4), kw.get("pad") or (0,) * 4))
+    twice_equals_once(merge_linear.run, _pool_then_relu(**kw))
+
+
+def test_relu_stays_after_a_pool_whose_merged_pads_reach_the_kernel():
+    g, x = _pool_then_relu(pad=(2, 2, 2, 2), pool_pads=(1, 1, 1, 1))()
+    g = merge_linear.run(g, None)
+    (p,) = g.by_op("maxpool")
+    assert g.node(g.succs(p.name)[0]).op == "relu"
