@@ -14,6 +14,17 @@ def _prep(make):
     return f
 
 
+def _merge_checked(make):
+    """merge_linear on ``make()``'s graph: verified, analog-equal to the original and idempotent."""
+    g, x = make()
+    g0 = g.copy()
+    g = merge_linear.run(g, None)
+    verify(g)
+    assert_analog_equal(g0, g, x)
+    twice_equals_once(merge_linear.run, make)
+    return g
+
+
 @pytest.mark.parametrize("make", [resnet, plain])
 def test_exact(make):
     g, x = _prep(make)()
@@ -113,16 +124,11 @@ def _nin(stride=1, pads=1, groups=1, k=3, dilation=1, pool="gap", dense_after=Fa
                                 dict(pool="avgpool"), dict(stride=2, dense_after=True)],
                          ids=["3x3", "stride2", "groups2", "1x1", "dilated", "full-window-avgpool", "then-dense"])
 def test_conv_then_global_average_becomes_one_dense(kw):
-    g, x = _nin(**kw)()
-    g0 = g.copy()
-    g = merge_linear.run(g, None)
-    verify(g)
-    assert_analog_equal(g0, g, x)
+    g = _merge_checked(_nin(**kw))
     ops = [n.op for n in g.nodes()]
     assert ops == ["input", "conv", "relu", "flatten", "dense"], ops     # the head is one dense on the ReLU map
     (d,) = g.by_op("dense")
     assert d.params["weight"].shape == (6 * 6 * 4, 3 if kw.get("dense_after") else 6)
-    twice_equals_once(merge_linear.run, _nin(**kw))
 
 
 def test_conv1x1_then_gap_dense_weights_by_hand():
@@ -151,14 +157,9 @@ def _separable(groups=4, stride=1, k2=1, pads2=0, dilation=1):
 @pytest.mark.parametrize("kw", [dict(), dict(groups=1), dict(stride=2), dict(dilation=2)],
                          ids=["depthwise-like", "dense-3x3", "stride2", "dilated"])
 def test_conv_then_pointwise_conv_is_one_conv(kw):
-    g, x = _separable(**kw)()
-    g0 = g.copy()
-    g = merge_linear.run(g, None)
-    verify(g)
-    assert_analog_equal(g0, g, x)
+    g = _merge_checked(_separable(**kw))
     convs = g.by_op("conv")
     assert len(convs) == 2 and convs[1].params["weight"].shape == (3, 3, 4, 6) and convs[1].attrs["groups"] == 1
-    twice_equals_once(merge_linear.run, _separable(**kw))
 
 
 @pytest.mark.parametrize("kw", [dict(k2=3, pads2=1), dict(k2=1, pads2=1)], ids=["second-3x3", "second-padded"])
@@ -194,15 +195,10 @@ def _bn_after_relu(pool, negative=False, pads=(0, 0, 0, 0), cip=False):
                                 dict(pool="avg", pads=(1, 1, 1, 1)), dict(pool="gap")],
                          ids=["maxpool", "maxpool-padded", "avgpool", "avgpool-padded-cip-false", "gap"])
 def test_batchnorm_after_relu_moves_past_the_pool(kw):
-    g, x = _bn_after_relu(**kw)()
-    g0 = g.copy()
-    g = merge_linear.run(g, None)
-    verify(g)
-    assert_analog_equal(g0, g, x)
+    g = _merge_checked(_bn_after_relu(**kw))
     assert "affine" not in g.summary()                    # moved past the pool, then merged into the dense
     (r,) = g.by_op("relu")
     assert g.node(g.succs(r.name)[0]).op in ("maxpool", "avgpool", "flatten")     # the pool reads the ReLU
-    twice_equals_once(merge_linear.run, _bn_after_relu(**kw))
 
 
 @pytest.mark.parametrize("kw", [dict(pool="max", negative=True), dict(pool="avg", pads=(1, 1, 1, 1), cip=True)],
@@ -233,15 +229,10 @@ def _pool_then_relu(pad=None, cap=None, pool_pads=(0, 0, 0, 0)):
                                 dict(pad=(0, 0, 1, 1), pool_pads=(1, 1, 0, 0))],
                          ids=["plain", "capped", "pool-padded", "zero-pad", "zero-pad-and-pool-pads"])
 def test_relu_after_maxpool_moves_in_front_of_it(kw):
-    g, x = _pool_then_relu(**kw)()
-    g0 = g.copy()
-    g = merge_linear.run(g, None)
-    verify(g)
-    assert_analog_equal(g0, g, x)
+    g = _merge_checked(_pool_then_relu(**kw))
     (p,) = g.by_op("maxpool")
     assert g.node(g.preds(p.name)[0]).op == "relu" and "pad" not in g.summary()
     assert p.attrs["pads"] == tuple(a + b for a, b in zip(kw.get("pool_pads", (0,) * 4), kw.get("pad") or (0,) * 4))
-    twice_equals_once(merge_linear.run, _pool_then_relu(**kw))
 
 
 def test_relu_stays_after_a_pool_whose_merged_pads_reach_the_kernel():
