@@ -203,6 +203,28 @@ def _gap(g: Graph, n) -> bool:
     return _splice_out(g, n.name, src, [cons])
 
 
+def _swap(g: Graph, first: str, second: str) -> bool:
+    """``up -> first -> second -> outs`` (``second`` the only consumer of ``first``) becomes
+    ``up -> second -> first -> outs``; ``first`` now carries ``second``'s ONNX tensor (the value that
+    flows on) and ``second`` none.  Shapes are the caller's.  False (graph unchanged) where the
+    rewiring would create a parallel edge."""
+    up = data_pred(g, first)
+    outs = [(v, dict(e)) for _, v, e in g.nx.out_edges(second, data=True)]
+    if any(v == first or g.nx.has_edge(first, v) for v, _ in outs) or g.nx.has_edge(up, second):
+        return False
+    g.nx.remove_edge(up, first)
+    g.nx.remove_edge(first, second)
+    for v, _ in outs:
+        g.nx.remove_edge(second, v)
+    g.add_edge(up, second, EdgeKind.DATA, 0)
+    g.add_edge(second, first, EdgeKind.DATA, 0)
+    for v, e in outs:
+        g.add_edge(first, v, e["kind"], e["port"], e["syn"])
+    a, b = g.node(first), g.node(second)
+    a.onnx_tensor, a.onnx_perm, b.onnx_tensor, b.onnx_perm = b.onnx_tensor, b.onnx_perm, None, None
+    return True
+
+
 def _global_avg(g: Graph, n) -> bool:
     """A ``globalavgpool``, or an ``avgpool`` without padding whose one window covers its input."""
     if n.op == "globalavgpool":
@@ -233,7 +255,7 @@ def _conv_global_avg(g: Graph, n) -> bool:
     if cv.op != "conv" or only_consumer(g, cv_name) != n.name or fl is None or g.node(fl).op != "flatten":
         return False
     src = data_pred(g, cv_name)
-    if g.nx.has_edge(src, fl):
+    if g.nx.has_edge(src, fl) or g.nx.has_edge(cv_name, fl):
         return False
     (h, w_, cin), (oh, ow, cout) = g.node(src).shape, cv.shape
     stride, pads, dil, groups = nn.conv_geometry(cv.attrs)
@@ -247,19 +269,10 @@ def _conv_global_avg(g: Graph, n) -> bool:
     cv.op, cv.attrs, cv.shape = "dense", {}, (cout,)
     cv.params = {"weight": d.reshape(h * w_ * cin, cout).astype(dt),
                  "bias": (np.zeros(cout) if b is None else np.asarray(b, np.float64)).astype(dt)}
-    outs = [(v, dict(e)) for _, v, e in g.nx.out_edges(fl, data=True)]
-    fnode = g.node(fl)
-    cv.onnx_tensor, cv.onnx_perm = fnode.onnx_tensor, fnode.onnx_perm     # the value flowing on
-    fnode.onnx_tensor, fnode.onnx_perm, fnode.shape = None, None, (h * w_ * cin,)
-    g.remove_node(n.name)                       # the pool: src -> flatten -> dense (the conv) -> consumers
-    g.nx.remove_edge(src, cv_name)
-    for v, _ in outs:
-        g.nx.remove_edge(fl, v)
-    g.add_edge(src, fl, EdgeKind.DATA, 0)
-    g.add_edge(fl, cv_name, EdgeKind.DATA, 0)
-    for v, e in outs:
-        g.add_edge(cv_name, v, e["kind"], e["port"], e["syn"])
-    return True
+    g.node(fl).shape = (h * w_ * cin,)
+    g.remove_node(n.name)                       # the pool (folded into D): src -> conv -> flatten, then
+    g.add_edge(cv_name, fl, EdgeKind.DATA, 0)
+    return _swap(g, cv_name, fl)                # src -> flatten -> dense (the conv) -> consumers
 
 
 def _full_weight(w: np.ndarray, groups: int) -> np.ndarray:
@@ -308,22 +321,9 @@ def _affine_through_pool(g: Graph, n) -> bool:
         return False
     if n.op == "avgpool" and any(_t(n.attrs.get("pads", (0, 0, 0, 0)))) and n.attrs.get("count_include_pad"):
         return False
-    up = data_pred(g, src)
-    outs = [(v, dict(e)) for _, v, e in g.nx.out_edges(n.name, data=True)]
-    if any(v == src or g.nx.has_edge(src, v) for v, _ in outs) or g.nx.has_edge(up, n.name):
+    if not _swap(g, src, n.name):               # up -> pool -> affine -> outs
         return False
-    # up -> affine -> pool -> outs   becomes   up -> pool -> affine -> outs
-    g.nx.remove_edge(up, src)
-    g.nx.remove_edge(src, n.name)
-    for v, _ in outs:
-        g.nx.remove_edge(n.name, v)
-    g.add_edge(up, n.name, EdgeKind.DATA, 0)
-    g.add_edge(n.name, src, EdgeKind.DATA, 0)
-    for v, e in outs:
-        g.add_edge(src, v, e["kind"], e["port"], e["syn"])
     a.shape = tuple(n.shape)
-    a.onnx_tensor, n.onnx_tensor = n.onnx_tensor, None          # the pooled, affine value is what flows on
-    a.onnx_perm, n.onnx_perm = n.onnx_perm, None
     return True
 
 
@@ -348,27 +348,14 @@ def _relu_before_maxpool(g: Graph, n) -> bool:
             return False
         pad, q = q, data_pred(g, q)
     up = q
-    if g.node(up).op == "input":
+    if g.node(up).op == "input" or any(g.nx.has_edge(pool, v) for v in g.succs(n.name)):   # (_swap's own guard)
         return False
-    outs = [(v, dict(e)) for _, v, e in g.nx.out_edges(n.name, data=True)]
-    if any(v in (pool, pad) or g.nx.has_edge(pool, v) for v, _ in outs):
-        return False
-    # up -> [pad ->] maxpool -> relu -> outs   becomes   up -> relu -> maxpool (pads merged) -> outs
-    for v, _ in outs:
-        g.nx.remove_edge(n.name, v)
-    g.nx.remove_edge(pool, n.name)
-    if pad is not None:
+    if pad is not None:                         # the zero pad joins the pool's pads: up -> maxpool -> relu
         g.remove_node(pad)
-    else:
-        g.nx.remove_edge(up, pool)
-    g.add_edge(up, n.name, EdgeKind.DATA, 0)
-    g.add_edge(n.name, pool, EdgeKind.DATA, 0)
-    for v, e in outs:
-        g.add_edge(pool, v, e["kind"], e["port"], e["syn"])
+        g.add_edge(up, pool, EdgeKind.DATA, 0)
     p.attrs["pads"] = pads
+    _swap(g, pool, n.name)                      # up -> relu -> maxpool -> outs; relu(max(x)) = max(relu(x))
     n.shape = tuple(g.node(up).shape)
-    p.onnx_tensor, p.onnx_perm = n.onnx_tensor, n.onnx_perm       # relu(max(x)) = max(relu(x)) flows on
-    n.onnx_tensor, n.onnx_perm = None, None                         # the ReLU's value has no ONNX tensor now
     return True
 
 
